@@ -1,0 +1,59 @@
+"""What every per-resource mapper needs: the case, its resolved timeline, and the fullUrl of each fact."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mappings import fhir_time
+from mappings.references import CANONICAL_BASE, fact_identifier, full_url
+from mappings.timeline import Point, Timeline
+
+MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition"
+LOCAL_EXT = f"{CANONICAL_BASE}/StructureDefinition"
+# The element of each resource type that holds an event's time, for cqf-relativeDateTime.targetPath.
+TIME_PATH = {"Condition": "onset", "Procedure": "performed", "MedicationStatement": "effective",
+             "Observation": "effective", "Patient": "deceased"}
+
+
+@dataclass
+class MapContext:
+    case: dict
+    timeline: Timeline
+    urls: dict[str, str] = field(default_factory=dict)   # fact id -> fullUrl of its (first) resource
+    types: dict[str, str] = field(default_factory=dict)  # fact id -> resource type
+
+    @property
+    def case_id(self) -> str:
+        return self.case["caseId"]
+
+    def identifier(self, fact_id: str, part: str | None = None) -> dict:
+        return fact_identifier(self.case_id, fact_id, part)
+
+    def register(self, fact_id: str, resource_type: str, part: str | None = None) -> str:
+        url = full_url(self.identifier(fact_id, part))
+        self.urls.setdefault(fact_id, url)
+        self.types.setdefault(fact_id, resource_type)
+        return url
+
+    def ref(self, fact_id: str, display: str | None = None) -> dict:
+        result = {"reference": self.urls[fact_id]}
+        if display:
+            result["display"] = display
+        return result
+
+    @property
+    def patient_ref(self) -> dict:
+        return {"reference": self.urls["patient"]}
+
+    def time_extensions(self, start: Point, end: Point | None = None) -> list[dict]:
+        """The event-time extension plus cqf-relativeDateTime for a relative start, as a resource extension list."""
+        extensions = [fhir_time.event_time_extension(start, end)]
+        extensions += self.relative_extensions(start)
+        return extensions
+
+    def relative_extensions(self, point: Point | None) -> list[dict]:
+        if point is None or point.relation is None or point.relation.target not in self.urls:
+            return []
+        target = point.relation.target
+        path = TIME_PATH.get(self.types.get(target, ""), "effective")
+        ext = fhir_time.relative_extension(point, self.urls[target], path)
+        return [ext] if ext else []

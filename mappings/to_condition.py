@@ -1,0 +1,75 @@
+"""Condition: primary tumour and metastases (mCODE where they conform), symptoms, complications, critical events."""
+from __future__ import annotations
+
+from mappings import fhir_time, terminology
+from mappings.context import MCODE, MapContext
+
+PRIMARY_PROFILE = f"{MCODE}/mcode-primary-cancer-condition"
+SECONDARY_PROFILE = f"{MCODE}/mcode-secondary-cancer-condition"
+HISTOLOGY_URL = f"{MCODE}/mcode-histology-morphology-behavior"
+RELATED_URL = "http://hl7.org/fhir/StructureDefinition/condition-related"
+DUE_TO_URL = "http://hl7.org/fhir/StructureDefinition/condition-dueTo"
+SEGMENT_KEYS = {"I": "liver-segment-i", "II": "liver-segment-ii", "III": "liver-segment-iii", "IV": "liver-segment-iv",
+                "IVa": "liver-segment-iv", "IVb": "liver-segment-iv", "V": "liver-segment-v", "VI": "liver-segment-vi",
+                "VII": "liver-segment-vii", "VIII": "liver-segment-viii"}
+
+
+def body_sites(site: dict) -> list[dict]:
+    """The site as given, plus one coded entry per liver segment (IVa/IVb are coded as segment IV)."""
+    sites = [terminology.concept(site.get("concept"), site.get("text"))]
+    for segment in site.get("segments", []):
+        sites.append(terminology.concept(SEGMENT_KEYS[segment], f"Liver segment {segment}"))
+    return sites
+
+
+def _clinical_status(fact: dict) -> str:
+    return "resolved" if fact.get("abatement") or fact.get("transient") else "active"
+
+
+def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
+    role = fact["role"]
+    code = terminology.concept(fact.get("concept"), fact.get("text"))
+    resource: dict = {
+        "resourceType": "Condition",
+        "identifier": [ctx.identifier(fact["id"])],
+        "clinicalStatus": terminology.concept(f"clinical-{_clinical_status(fact)}"),
+        "verificationStatus": terminology.concept("verification-confirmed"),
+        "category": [terminology.concept("category-problem-list-item")],
+        "code": code,
+        "subject": ctx.patient_ref,
+    }
+    extensions: list[dict] = []
+    if fact.get("histology"):
+        extensions.append({"url": HISTOLOGY_URL, "valueCodeableConcept": terminology.concept(fact["histology"])})
+    if fact.get("primary"):
+        extensions.append({"url": RELATED_URL, "valueReference": ctx.ref(fact["primary"])})
+    if fact.get("dueTo"):
+        extensions.append({"url": DUE_TO_URL, "valueReference": ctx.ref(fact["dueTo"])})
+    start, end = ctx.timeline.start(fact["id"]), ctx.timeline.end(fact["id"])
+    extensions += ctx.time_extensions(start, end)
+    resource["extension"] = extensions
+    if fact.get("severity"):
+        resource["severity"] = {"text": fact["severity"]}
+    if fact.get("site"):
+        resource["bodySite"] = body_sites(fact["site"])
+    resource.update(fhir_time.standard_time("onset", start, None, allow_age=True))
+    if end is not None:
+        resource.update(fhir_time.standard_time("abatement", end, None, allow_age=True))
+    if fact.get("functionalSyndrome"):
+        syndrome = fact["functionalSyndrome"]
+        resource["evidence"] = [{"code": [terminology.concept(syndrome.get("concept"), syndrome.get("text"))]}]
+    notes = [n for n in (fact.get("note"), "Transient." if fact.get("transient") else None,
+                         f"Laterality: {fact['laterality']}." if fact.get("laterality") else None) if n]
+    if notes:
+        resource["note"] = [{"text": n} for n in notes]
+    profile = _profile(role, code)
+    if profile:
+        resource["meta"] = {"profile": [profile]}
+    return resource
+
+
+def _profile(role: str, code: dict) -> str | None:
+    # Both mCODE cancer-condition profiles need a coded disorder and the problem-list category, which we always set.
+    if not code.get("coding"):
+        return None
+    return {"primary-tumour": PRIMARY_PROFILE, "metastasis": SECONDARY_PROFILE}.get(role)

@@ -1,0 +1,59 @@
+"""The Flask gateway: create_app() wires configuration, Redis and one blueprint per area."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from mappings.errors import CaseError, FhirValidationError, Issue
+from service import config as config_module
+from service.outcome import error, outcome_response
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(config_module.from_environment())
+    if config:
+        app.config.from_mapping(config)
+    _connect_redis(app)
+    from service.cases import bp as cases_bp
+    from service.meta import bp as meta_bp
+
+    app.register_blueprint(meta_bp)
+    app.register_blueprint(cases_bp)
+    _register_errors(app)
+    return app
+
+
+def _connect_redis(app: Flask) -> None:
+    from service.redis_conn import connect
+
+    if "redis" in app.extensions:
+        return
+    client, mode = connect(app.config.get("REDIS_URL"))
+    app.extensions["redis"] = client
+    app.extensions["redis_mode"] = mode
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(CaseError)
+    def case_error(exc: CaseError):
+        return outcome_response(exc.issues, exc.status)
+
+    @app.errorhandler(FhirValidationError)
+    def fhir_error(exc: FhirValidationError):
+        return outcome_response(exc.issues, 422)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported"}.get(exc.code, "processing")
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+        return error(exc.code or 500, message, code)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        logging.getLogger("gateway").exception("unhandled error")
+        return outcome_response([Issue("$", "internal error; the request was not applied", "exception", "fatal")], 500)

@@ -1,0 +1,33 @@
+"""OperationOutcome responses: every error the gateway answers goes through here."""
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+from mappings.errors import Issue
+
+FHIR_JSON = "application/fhir+json"
+
+
+def fhir_response(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
+                    mimetype=FHIR_JSON, headers=headers)
+
+
+def operation_outcome(issues: list[Issue]) -> dict:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": i.severity, "code": i.code, "diagnostics": i.message, "expression": [i.path]}
+            for i in issues
+        ],
+    }
+
+
+def outcome_response(issues: list[Issue], status: int) -> Response:
+    return fhir_response(operation_outcome(issues), status)
+
+
+def error(status: int, message: str, code: str = "invalid", path: str = "$") -> Response:
+    return outcome_response([Issue(path, message, code)], status)

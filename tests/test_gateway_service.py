@@ -1,0 +1,45 @@
+"""The gateway's service endpoints: mapping over HTTP, schema, CapabilityStatement, health."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+
+from conftest import load_case
+
+
+def test_post_case_returns_the_transaction_bundle(client, seed_case):
+    _, case = seed_case
+    response = client.post("/cases", data=json.dumps(case), content_type="application/json")
+    assert response.status_code == 200 and response.mimetype == "application/fhir+json"
+    bundle = response.get_json()
+    assert bundle["type"] == "transaction" and len(bundle["entry"]) > 30
+
+
+def test_schema_endpoint_publishes_a_schema_the_seed_cases_satisfy(client, seed_case):
+    _, case = seed_case
+    response = client.get("/cases/schema")
+    assert response.status_code == 200
+    jsonschema.validate(case, response.get_json(force=True))
+
+
+def test_metadata_is_a_capability_statement(client):
+    body = client.get("/metadata").get_json()
+    assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
+
+
+def test_healthz_reports_redis(client):
+    body = client.get("/healthz").get_json()
+    assert body == {"status": "ok", "redis": "up", "redisMode": "configured"}
+
+
+def test_in_process_mode_still_maps_cases(monkeypatch):
+    """With no Redis anywhere the gateway falls back to fakeredis and the mapping endpoints still work."""
+    from service import create_app, redis_conn
+
+    monkeypatch.setattr(redis_conn, "_answers", lambda url: False)
+    monkeypatch.setattr(redis_conn, "start_private_redis", lambda: None)
+    app = create_app({"REDIS_URL": None})
+    assert app.extensions["redis_mode"] == "in-process"
+    response = app.test_client().post("/cases", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
+    assert response.status_code == 200

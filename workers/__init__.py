@@ -1,0 +1,1 @@
+"""RQ jobs: plain module-level functions, importable by dotted path."""
