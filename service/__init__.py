@@ -17,11 +17,14 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     _connect_redis(app)
+    from service.bundles import bp as bundles_bp
     from service.cases import bp as cases_bp
     from service.meta import bp as meta_bp
+    from service.patients import bp as patients_bp
+    from service.resources import bp as resources_bp
 
-    app.register_blueprint(meta_bp)
-    app.register_blueprint(cases_bp)
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, resources_bp):
+        app.register_blueprint(blueprint)
     _register_errors(app)
     return app
 

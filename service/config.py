@@ -8,6 +8,7 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,  # bytes of one request body; larger gives 413
     "GATEWAY_HOST": "127.0.0.1",
     "GATEWAY_PORT": 8080,
+    "MAX_BUNDLE_ENTRIES": 10000,       # entries of one posted Bundle; more gives 413
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
@@ -15,6 +16,7 @@ ENVIRONMENT = {
     "GATEWAY_MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", int),
     "GATEWAY_HOST": ("GATEWAY_HOST", str),
     "GATEWAY_PORT": ("GATEWAY_PORT", int),
+    "GATEWAY_MAX_BUNDLE_ENTRIES": ("MAX_BUNDLE_ENTRIES", int),
 }
 
 

@@ -1,0 +1,1 @@
+"""The gateway's working store in Redis: versioned resources, per-patient compartments, identifier index."""
