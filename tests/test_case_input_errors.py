@@ -118,5 +118,5 @@ def test_validate_endpoint_reports_problems_without_mapping(client, case):
 
 def test_unknown_route_and_method_give_operation_outcome(client):
     assert _post(client, {}, path="/no/such/route/here").status_code == 404
-    response = client.get("/cases")
+    response = client.put("/cases")
     assert response.status_code == 405 and _issues(response)
