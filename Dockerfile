@@ -1,0 +1,14 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY service service
+COPY mappings mappings
+COPY store store
+COPY registry registry
+COPY workers workers
+COPY treatment_lines treatment_lines
+COPY openapi.yaml ./
+RUN pip install --no-cache-dir . && useradd --system gateway
+USER gateway
+EXPOSE 8080
+CMD ["gunicorn", "--workers", "2", "--threads", "4", "--bind", "0.0.0.0:8080", "service.wsgi:app"]

@@ -1,0 +1,36 @@
+"""openapi.yaml is a valid OpenAPI 3.1 document and describes exactly the routes the app serves."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from openapi_spec_validator import validate
+
+SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "openapi.yaml").read_text(encoding="utf-8"))
+IGNORED = {"/static/<path:filename>"}
+
+
+def _normalise(path: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?[A-Za-z_]+>|\{[A-Za-z_]+\}", "{}", path)
+
+
+def test_openapi_document_is_valid():
+    validate(SPEC)
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(app):
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule in IGNORED:
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((_normalise(rule.rule), method.lower()))
+    documented = {(_normalise(path), method) for path, ops in SPEC["paths"].items() for method in ops if method != "parameters"}
+    assert served - documented == set(), "served but not in openapi.yaml"
+    assert documented - served == set(), "in openapi.yaml but not served"
+
+
+def test_the_gateway_serves_its_contract(client):
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200 and yaml.safe_load(response.data)["openapi"] == "3.1.0"
