@@ -23,10 +23,23 @@ def create_app(config: dict | None = None) -> Flask:
     from service.patients import bp as patients_bp
     from service.resources import bp as resources_bp
 
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, resources_bp):
+    from service.audit import bp as audit_bp
+
+    _install_request_pipeline(app)
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, audit_bp, resources_bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     return app
+
+
+def _install_request_pipeline(app: Flask) -> None:
+    """Request id and log line, then authentication and scopes, then rate limits, then the audit trail."""
+    from service import audit, auth, logs, rate_limit
+
+    logs.install(app)
+    auth.install(app)
+    rate_limit.install(app)
+    audit.install(app)
 
 
 def _connect_redis(app: Flask) -> None:
@@ -34,9 +47,10 @@ def _connect_redis(app: Flask) -> None:
 
     if "redis" in app.extensions:
         return
-    client, mode = connect(app.config.get("REDIS_URL"))
+    client, mode, url = connect(app.config.get("REDIS_URL"))
     app.extensions["redis"] = client
     app.extensions["redis_mode"] = mode
+    app.extensions["redis_url"] = url
 
 
 def _register_errors(app: Flask) -> None:
@@ -50,11 +64,14 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported"}.get(exc.code, "processing")
+        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported", 429: "throttled"}.get(exc.code, "processing")
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return error(exc.code or 500, message, code)
+        response = error(exc.code or 500, message, code)
+        if exc.code == 429:
+            response.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or 60)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -1,12 +1,13 @@
 """Bundle exchange for EHRs: POST /Bundle and POST / accept transaction, batch and collection Bundles."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, g
 
 from mappings.errors import CaseError
 from service.outcome import fhir_response, operation_outcome, outcome_response
 from service.request_body import json_body
 from store.bundle_plan import plan_bundle
+from store.references import patient_of
 from store.writes import EntryOutcome, TransactionFailed, apply_entries
 
 bp = Blueprint("bundles", __name__)
@@ -70,7 +71,9 @@ def _response_bundle(btype: str, outcomes: list[EntryOutcome]) -> dict:
 
 
 def _after_write(outcomes: list[EntryOutcome]) -> None:
-    """Hook for work that follows a write (treatment-line recomputation is queued from here)."""
+    """Names the patients written for the audit trail, then runs the after-write hook (treatment lines)."""
+    patients = {patient_of(o.resource) for o in outcomes if o.resource} - {None}
+    g.audit_patients = set(g.get("audit_patients", set())) | patients
     hook = current_app.extensions.get("after_write")
     if hook:
         hook(outcomes)

@@ -9,6 +9,11 @@ DEFAULTS = {
     "GATEWAY_HOST": "127.0.0.1",
     "GATEWAY_PORT": 8080,
     "MAX_BUNDLE_ENTRIES": 10000,       # entries of one posted Bundle; more gives 413
+    "JWT_JWKS_FILE": None,             # JWKS JSON file with the public keys that sign accepted JWTs
+    "JWT_ISSUER": None,
+    "JWT_AUDIENCE": None,
+    "API_KEYS": None,                  # JSON list of {"client", "sha256", "scopes"}
+    "RATE_LIMIT": "1200/minute",       # per client (Flask-Limiter syntax)
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
@@ -17,6 +22,11 @@ ENVIRONMENT = {
     "GATEWAY_HOST": ("GATEWAY_HOST", str),
     "GATEWAY_PORT": ("GATEWAY_PORT", int),
     "GATEWAY_MAX_BUNDLE_ENTRIES": ("MAX_BUNDLE_ENTRIES", int),
+    "GATEWAY_JWT_JWKS_FILE": ("JWT_JWKS_FILE", str),
+    "GATEWAY_JWT_ISSUER": ("JWT_ISSUER", str),
+    "GATEWAY_JWT_AUDIENCE": ("JWT_AUDIENCE", str),
+    "GATEWAY_API_KEYS": ("API_KEYS", str),
+    "GATEWAY_RATE_LIMIT": ("RATE_LIMIT", str),
 }
 
 

@@ -50,17 +50,17 @@ def start_private_redis() -> str | None:
     return None
 
 
-def connect(url: str | None) -> tuple[redis.Redis, str]:
-    """(client, mode) where mode is 'configured', 'local', 'private' or 'in-process'."""
+def connect(url: str | None) -> tuple[redis.Redis, str, str | None]:
+    """(client, mode, url) where mode is 'configured', 'local', 'private' or 'in-process' (url None)."""
     if url:
-        return redis.Redis.from_url(url), "configured"
+        return redis.Redis.from_url(url), "configured", url
     if _answers(LOCAL_URL):
-        return redis.Redis.from_url(LOCAL_URL), "local"
+        return redis.Redis.from_url(LOCAL_URL), "local", LOCAL_URL
     private = start_private_redis()
     if private:
         log.info("no Redis on localhost:6379; started a private redis-server at %s", private)
-        return redis.Redis.from_url(private), "private"
+        return redis.Redis.from_url(private), "private", private
     import fakeredis
 
     log.warning("no Redis available: running in in-process mode (fakeredis, jobs run inline; nothing survives a restart)")
-    return fakeredis.FakeRedis(), "in-process"
+    return fakeredis.FakeRedis(), "in-process", None

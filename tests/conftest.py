@@ -45,16 +45,33 @@ def redis_client(redis_url):
     client.flushdb()
 
 
+# A test client key with every scope; tests of access control use their own credentials.
+TEST_API_KEY = "test-key-all-scopes"
+TEST_SCOPES = ["system/*.read", "system/*.write", "admin"]
+
+
+def api_keys_config() -> str:
+    from service.auth import key_hash
+
+    return json.dumps([{"client": "test-suite", "sha256": key_hash(TEST_API_KEY), "scopes": TEST_SCOPES}])
+
+
+def authorised_client(app):
+    client = app.test_client()
+    client.environ_base["HTTP_X_API_KEY"] = TEST_API_KEY
+    return client
+
+
 @pytest.fixture
 def app(redis_url, redis_client):
     from service import create_app
 
-    return create_app({"REDIS_URL": redis_url, "TESTING": True})
+    return create_app({"REDIS_URL": redis_url, "TESTING": True, "API_KEYS": api_keys_config(), "RATE_LIMIT": "100000/minute"})
 
 
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    return authorised_client(app)
 
 
 def load_case(name: str) -> dict:

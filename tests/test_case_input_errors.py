@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import load_case
+from conftest import authorised_client, load_case
 
 
 def _post(client, body, content_type="application/json", path="/cases"):
@@ -90,7 +90,7 @@ def test_duplicate_fact_ids_are_rejected(client, case):
 
 def test_oversized_payload_gives_413(app, case):
     app.config["MAX_CONTENT_LENGTH"] = 2000
-    response = _post(app.test_client(), case)
+    response = _post(authorised_client(app), case)
     assert response.status_code == 413
     assert "larger than the limit" in _issues(response)[0][1]
 

@@ -5,7 +5,7 @@ import json
 
 import jsonschema
 
-from conftest import load_case
+from conftest import authorised_client, load_case, api_keys_config
 
 
 def test_post_case_returns_the_transaction_bundle(client, seed_case):
@@ -39,7 +39,7 @@ def test_in_process_mode_still_maps_cases(monkeypatch):
 
     monkeypatch.setattr(redis_conn, "_answers", lambda url: False)
     monkeypatch.setattr(redis_conn, "start_private_redis", lambda: None)
-    app = create_app({"REDIS_URL": None})
+    app = create_app({"REDIS_URL": None, "API_KEYS": api_keys_config()})
     assert app.extensions["redis_mode"] == "in-process"
-    response = app.test_client().post("/cases", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
+    response = authorised_client(app).post("/cases", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
     assert response.status_code == 200

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import load_case
+from conftest import TEST_API_KEY, load_case, api_keys_config
 from mappings.case_bundle import case_to_bundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,7 +114,7 @@ def two_gateways(redis_url, redis_client):
     procs, urls = [], []
     for _ in range(2):
         port = _free_port()
-        env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port)}
+        env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config()}
         procs.append(subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         urls.append(f"http://127.0.0.1:{port}")
@@ -133,6 +133,8 @@ def two_gateways(redis_url, redis_client):
 
 def test_two_gateway_processes_sharing_redis_never_serve_stale_bundles(two_gateways):
     a, b = (requests.Session() for _ in range(2))
+    for session in (a, b):
+        session.headers["X-API-Key"] = TEST_API_KEY
     url_a, url_b = two_gateways
     headers = {"Content-Type": "application/fhir+json"}
     response = a.post(f"{url_a}/Bundle", data=json.dumps(case_to_bundle(load_case("case1-vipoma"))), headers=headers)

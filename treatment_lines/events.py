@@ -160,7 +160,7 @@ def therapy(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     intent = next((e.get("valueCodeableConcept") for e in resource.get("extension") or [] if e.get("url") == INTENT_URL), None)
     item.intent = label(intent) if intent else None
     if rtype == "Procedure":
-        item.sites = [label(s) for s in resource.get("bodySite") or [] if label(s)]
+        item.sites = list(dict.fromkeys(label(s) for s in resource.get("bodySite") or [] if label(s)))
     else:
         dosage = _dosage(resource)
         item.dose = dosage.get("dose")
@@ -242,8 +242,8 @@ def outcome(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     if kind is None:
         return None
     markers = [label(index.by_key[r].get("code")) for r in (index.resolve(d) for d in resource.get("derivedFrom") or []) if r]
-    return OutcomeEvent(key, kind, (codes_of(value) or [None])[0], text, treatments=treatments, category=None,
-                        duration=_component_duration(resource, rules), markers=sorted({m for m in markers if m}))
+    return OutcomeEvent(key, kind, (codes_of(value) or [None])[0], None, text, treatments,
+                        _component_duration(resource, rules), sorted({m for m in markers if m}))
 
 
 def outcomes(index: ResourceIndex, rules: RuleBook) -> list[OutcomeEvent]:

@@ -47,8 +47,11 @@ class Timeline:
             self._constrain(origin(a.frame), a.node, a.lo, a.hi)
         for r in relative:
             self._constrain(r.target, r.node, r.lo, r.hi)
-        for key in index.by_key:
+        self.anchored = {a.node for a in absolute} | {r.node for r in relative}
+        for key, resource in index.by_key.items():
             self._constrain((key, "start"), (key, "end"), 0.0, INF)  # nothing ends before it starts
+            if resource.get("resourceType") == "Procedure" and (key, "end") not in self.anchored:
+                self._constrain((key, "start"), (key, "end"), 0.0, 0.0)  # a procedure without an end is one event
         self._link_birth(index)
         self._solve()
 

@@ -1,0 +1,24 @@
+"""Per-client rate limits (Flask-Limiter, counters in Redis so every gateway process shares them)."""
+from __future__ import annotations
+
+from flask import Flask, g, request
+from flask_limiter import Limiter
+
+from service import scopes
+
+
+def _client_key() -> str:
+    principal = g.get("principal")
+    return f"client:{principal.client}" if principal else f"addr:{request.remote_addr}"
+
+
+def install(app: Flask) -> Limiter:
+    storage = app.extensions.get("redis_url") or "memory://"
+    limiter = Limiter(key_func=_client_key, app=app, storage_uri=storage, default_limits=[app.config["RATE_LIMIT"]],
+                      headers_enabled=True, key_prefix="ratelimit")
+
+    @limiter.request_filter
+    def exempt() -> bool:
+        return scopes.is_public(request.path)
+
+    return limiter

@@ -1,0 +1,54 @@
+"""Which SMART-style scopes each request needs.
+
+Scopes are `system/<Type>.<read|write>` (with `*` for any type) and `admin` for sync control, the queue
+dashboard and the audit log. A request names the alternatives that satisfy it; any one is enough.
+"""
+from __future__ import annotations
+
+from flask import Request
+
+from mappings.references import parse_reference
+
+PUBLIC_PATHS = ("/healthz", "/metadata", "/openapi.yaml")
+PUBLIC_PREFIXES = ("/docs",)
+ADMIN = "admin"
+ADMIN_PREFIXES = ("/sync", "/jobs", "/AuditEvent", "/rq")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def _type_scope(rtype: str, mode: str) -> set[str]:
+    return {f"system/{rtype}.{mode}", f"system/*.{mode}"}
+
+
+def required(request: Request) -> set[str]:
+    """The scopes any one of which allows this request (empty set: no scope needed beyond authentication)."""
+    path, method = request.path, request.method
+    if path.startswith(ADMIN_PREFIXES):
+        return {ADMIN}
+    if path.startswith("/cases"):
+        # Mapping reads PHI in and writes FHIR out; storing writes every clinical type.
+        return {"system/*.write"}
+    if method == "POST" and path in ("/", "/Bundle"):
+        return {"system/*.write"}
+    parts = [p for p in path.split("/") if p]
+    if path.startswith("/procedure-history") or (len(parts) == 3 and parts[2] == "procedure-history"):
+        return _type_scope("Procedure", "read")
+    if len(parts) >= 3 and parts[0] == "Patient" and parts[2] in ("$everything", "treatment-lines", "timeline"):
+        return {"system/*.read"}
+    if path.startswith("/treatment-lines"):
+        return {"system/*.read"}
+    if parts and parts[0][:1].isupper():
+        rtype, _ = parse_reference(f"{parts[0]}/x")
+        return _type_scope(rtype or parts[0], "read" if method == "GET" else "write")
+    return {"system/*.read"}
+
+
+def allowed(granted: frozenset[str], needed: set[str]) -> bool:
+    if not needed:
+        return True
+    if ADMIN in granted and needed == {ADMIN}:
+        return True
+    return bool(granted & needed)

@@ -1,0 +1,160 @@
+"""summarise(): one patient's FHIR resources in, treatment lines, surgeries, critical events and death out."""
+from __future__ import annotations
+
+from treatment_lines import events as ev
+from treatment_lines.lines import Line, LineBuilder, end, linear_order, modality, start
+from treatment_lines.outcomes import LineContext, end_reason, line_outcomes
+from treatment_lines.report import interval, not_computable, time_span
+from treatment_lines.resources import ResourceIndex
+from treatment_lines.rules import RuleBook, load_rules
+from treatment_lines.timeline import Timeline
+
+ROLE_ORDER = {"line": 0, "backbone": 1, "supportive": 2}
+OPEN_STATUSES = {"active", "in-progress", "on-hold", "unknown", "intended"}
+
+
+def summarise(resources: list[dict], rules: dict | None = None) -> dict:
+    """The treatment-line summary of one patient; deterministic and independent of the order of `resources`."""
+    book = RuleBook(rules or load_rules())
+    index = ResourceIndex([r for r in resources if isinstance(r, dict) and r.get("resourceType")])
+    tl = Timeline(index)
+    therapies, notes = ev.therapies(index, book)
+    conditions, outcomes = ev.conditions(index, book), ev.outcomes(index, book)
+    lines = LineBuilder(book, tl).build(therapies)
+    death = _death_node(index)
+    flags = tl.issues + notes + _order_flags(lines, tl)
+    summaries = [_line(n, lines, death, tl, book, conditions, outcomes, flags) for n in range(len(lines))]
+    return {
+        "rulePackVersion": book.version,
+        "patient": index.patient()[0] if index.patient() else None,
+        "lines": summaries,
+        "surgeries": _surgeries(therapies, tl, book),
+        "criticalEvents": _critical(therapies, conditions, tl, book),
+        "death": _death(index, death, tl, summaries),
+        "flags": sorted(flags, key=lambda f: (f["code"], f["references"], f["message"])),
+    }
+
+
+def _death_node(index: ResourceIndex) -> tuple[str, str] | None:
+    patient = index.patient()
+    if patient and (patient[1].get("deceasedBoolean") or patient[1].get("deceasedDateTime")):
+        return (patient[0], "start")
+    return None
+
+
+def _order_flags(lines: list[Line], tl: Timeline) -> list[dict]:
+    """Consecutive lines whose order the recorded times do not prove are flagged, not silently ordered."""
+    flags = []
+    for n in range(1, len(lines)):
+        before, after = lines[n - 1].items(), lines[n].items()
+        if not any(tl.le(start(a), start(b)) for a in before for b in after):
+            refs = sorted(i.key for i in before + after)
+            flags.append({"code": "order-ambiguous", "references": refs, "lines": [n, n + 1],
+                          "message": f"the times of lines {n} and {n + 1} do not prove which came first; "
+                                     "their numbering follows the earliest possible start only"})
+    return flags
+
+
+def _component(member) -> dict:
+    item = member.item
+    coding = next(iter(item.concept.get("coding") or []), None)
+    dose = item.dose
+    return {
+        "reference": item.key, "resourceType": item.rtype, "role": member.role, "class": item.cls,
+        "code": {k: coding[k] for k in ("system", "code", "display") if k in coding} if coding else None,
+        "text": ev.label(item.concept), "status": item.status,
+        "dose": f"{dose['value']:g} {dose.get('unit', '')}".strip() if dose and dose.get("value") is not None else None,
+        "route": item.route, "frequency": item.frequency, "sites": item.sites,
+    }
+
+
+def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, str | None]:
+    """(end nodes, ongoing, rule): a therapy that goes on as the next line's backbone ends this line there."""
+    items = line.items()
+    if following and any(m.role == "backbone" and m.item in items for m in following.members):
+        return [start(i) for i in following.items()], False, None
+    known = [end(i) for i in items if i.rtype == "Procedure" or end(i) in tl.anchored]
+    if len(known) == len(items):
+        return known, False, None
+    if following is None and any(i.status in OPEN_STATUSES for i in items):
+        return [], True, "END-OPEN"
+    return [], False, None
+
+
+def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, conditions, outcomes, flags) -> dict:
+    line = lines[n]
+    following = lines[n + 1] if n + 1 < len(lines) else None
+    ctx = LineContext(line, following, death, tl)
+    starts = [start(i) for i in line.items()]
+    end_nodes, ongoing, open_rule = _end(line, following, tl)
+    reason = None if ongoing else end_reason(ctx, lines[n + 1:], conditions, outcomes, book)
+    if not end_nodes and not ongoing:
+        flags.append({"code": "end-unknown", "references": sorted(i.key for i in line.items()), "lines": [n + 1],
+                      "message": f"line {n + 1} has no recorded end"})
+    fired = list(line.fired)
+    if modality(line, book) == "combined":
+        fired.append(("LOT-COMBINED", line.items()[0].key))
+    if reason:
+        fired += [(reason["rule"], key) for key in reason["evidence"]]
+    if open_rule:
+        fired.append((open_rule, line.items()[0].key))
+    members = sorted(line.members, key=lambda m: ROLE_ORDER[m.role])
+    return {
+        "number": n + 1,
+        "modality": modality(line, book),
+        "classes": sorted({i.cls for i in line.items()}),
+        "start": time_span(tl, starts),
+        "end": time_span(tl, end_nodes, latest=True) if end_nodes else None,
+        "ongoing": ongoing,
+        "duration": interval(tl, starts, end_nodes, "duration", to_latest=True) if end_nodes else not_computable(
+            "the line is ongoing" if ongoing else "no end is recorded"),
+        "endReason": reason,
+        "components": [_component(m) for m in members],
+        "outcomes": line_outcomes(ctx, outcomes, conditions, book),
+        "timeToNextTreatment": interval(tl, starts, [start(i) for i in following.items()], "time to next treatment")
+        if following else not_computable("no later line" + (" before death" if death else "")),
+        "rulesFired": _rules_fired(fired, book),
+        "references": list(dict.fromkeys(m.item.key for m in members)),
+    }
+
+
+def _rules_fired(fired: list[tuple[str, str]], book: RuleBook) -> list[dict]:
+    grouped: dict[str, list[str]] = {}
+    for rule, key in fired:
+        refs = grouped.setdefault(rule, [])
+        if key not in refs:
+            refs.append(key)
+    return [{"id": rule, "explanation": book.explain(rule), "references": refs} for rule, refs in grouped.items()]
+
+
+def _surgeries(therapies: list[ev.Therapy], tl: Timeline, book: RuleBook) -> list[dict]:
+    found = linear_order([t for t in therapies if book.role(t.cls) == "surgery"], tl)
+    return [{"reference": s.key, "text": ev.label(s.concept), "code": _component(_Bare(s))["code"], "intent": s.intent,
+             "sites": s.sites, "time": time_span(tl, [start(s)]), "rule": "LOT-SURGERY"} for s in found]
+
+
+class _Bare:
+    def __init__(self, item: ev.Therapy):
+        self.item, self.role = item, "surgery"
+
+
+def _critical(therapies: list[ev.Therapy], conditions: list[ev.ConditionEvent], tl: Timeline, book: RuleBook) -> list[dict]:
+    found = [{"reference": t.key, "kind": "intensive-care", "text": ev.label(t.concept),
+              "start": time_span(tl, [start(t)]), "end": time_span(tl, [end(t)]) if end(t) in tl.anchored else None}
+             for t in therapies if book.role(t.cls) == "critical-event"]
+    found += [{"reference": c.key, "kind": "condition", "text": c.text, "start": time_span(tl, [(c.key, "start")]),
+               "end": None} for c in conditions if c.kind == "critical"]
+    return sorted(found, key=lambda e: (tl.sort_key((e["reference"], "start")), e["reference"]))
+
+
+def _death(index: ResourceIndex, node, tl: Timeline, lines: list[dict]) -> dict | None:
+    if node is None:
+        return None
+    responded = [line for line in lines if line["outcomes"]["bestRadiologicalResponse"]]
+    last = responded[-1] if responded else None
+    return {
+        "reference": node[0],
+        "time": time_span(tl, [node]) if node in tl.anchored or tl.placed(node) else None,
+        "lastLineResponse": None if last is None else {
+            "line": last["number"], "category": last["outcomes"]["bestRadiologicalResponse"]["category"]},
+    }

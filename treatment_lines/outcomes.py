@@ -1,0 +1,111 @@
+"""What happened during and after each line: outcomes linked to it, and why it ended."""
+from __future__ import annotations
+
+from treatment_lines.events import ConditionEvent, OutcomeEvent, Therapy
+from treatment_lines.lines import Line, end, first_items, start
+from treatment_lines.rules import RuleBook
+from treatment_lines.timeline import Timeline
+
+Node = tuple[str, str]
+
+
+class LineContext:
+    """One line seen against its neighbours: which events fall after its start and before the next line."""
+
+    def __init__(self, line: Line, following: Line | None, death: Node | None, tl: Timeline):
+        self.line, self.following, self.death, self.tl = line, following, death, tl
+        self.keys = {i.key for i in line.items()}
+        # What the line was started for is not what ended it; later sessions' reasons may well be.
+        self.own_reasons = {r for i in first_items(line, tl) for r in i.reasons}
+
+    def after_start(self, node: Node) -> bool:
+        starts = [start(i) for i in first_items(self.line, self.tl)]
+        return any(self.tl.le(s, node) for s in starts) and not any(self.tl.le(node, s) for s in starts)
+
+    def before_next(self, node: Node) -> bool:
+        if self.following is not None:
+            nxt = first_items(self.following, self.tl)
+            return any(self.tl.le(node, start(i)) for i in nxt) or node[0] in {r for i in nxt for r in i.reasons}
+        if self.death is not None:
+            return self.tl.le(node, self.death)
+        return True
+
+    def in_window(self, node: Node) -> bool:
+        return node[0] not in self.own_reasons and self.after_start(node) and self.before_next(node)
+
+
+def linked(outcome: OutcomeEvent, ctx: LineContext) -> bool:
+    """Outcomes name their treatment (extension 'treatment'); unlinked disease statuses count by time."""
+    if outcome.treatments:
+        return bool(set(outcome.treatments) & ctx.keys)
+    return outcome.kind == "disease-status" and ctx.in_window((outcome.key, "start"))
+
+
+def _best(found: list[OutcomeEvent], rank: list[str], attr: str = "value") -> OutcomeEvent | None:
+    ranked = [o for o in found if getattr(o, attr) in rank]
+    return min(ranked, key=lambda o: (rank.index(getattr(o, attr)), o.key)) if ranked else None
+
+
+def line_outcomes(ctx: LineContext, outcomes: list[OutcomeEvent], conditions: list[ConditionEvent],
+                  rules: RuleBook) -> dict:
+    mine = [o for o in outcomes if linked(o, ctx)]
+    status = [o for o in mine if o.kind == "disease-status"]
+    ds = rules.disease_status
+    best = min(status, key=lambda o: (ds["categoryRank"].index(o.category), ds["statusRank"].index(o.value), o.key),
+               default=None)
+    control = _best([o for o in mine if o.kind == "symptom-control"], rules.outcomes["controlRank"])
+    biomarker = _best([o for o in mine if o.kind == "biomarker-response"], rules.outcomes["biomarkerRank"])
+    complications = [c for c in conditions if c.kind == "complication" and set(c.due_to) & ctx.keys]
+    return {
+        "bestRadiologicalResponse": None if best is None else {
+            "category": best.category, "status": best.value, "text": best.text,
+            "observations": sorted(o.key for o in status)},
+        "syndromeControl": None if control is None else {
+            "value": control.value, "duration": control.duration, "text": control.text,
+            "observations": sorted(o.key for o in mine if o.kind == "symptom-control")},
+        "biomarkerResponse": None if biomarker is None else {
+            "value": biomarker.value, "markers": biomarker.markers, "duration": biomarker.duration,
+            "text": biomarker.text, "observations": [biomarker.key]},
+        "complications": [{"reference": c.key, "text": c.text, "resolved": c.resolved} for c in complications],
+    }
+
+
+def _continued_later(item: Therapy, later: list[Line]) -> bool:
+    return any(item.key == m.item.key for line in later for m in line.members if m.role == "backbone")
+
+
+def end_reason(ctx: LineContext, later: list[Line], conditions: list[ConditionEvent], outcomes: list[OutcomeEvent],
+               rules: RuleBook) -> dict | None:
+    """The highest-priority reason with evidence, as {code, rule, evidence}; None while the line is open."""
+    found: dict[str, dict] = {}
+
+    def note(kind: str, code: str, rule: str, key: str) -> None:
+        found.setdefault(kind, {"code": code, "rule": rule, "evidence": set()})["evidence"].add(key)
+
+    for item in ctx.line.items():
+        # A stop counts for this line only if the therapy did not go on as a later line's backbone.
+        if item.explicit_stop and not _continued_later(item, later):
+            for code in item.stop_reasons:
+                if code in rules.status_reasons:
+                    note("status-reason", rules.status_reasons[code], "END-STATUS-REASON", item.key)
+    for c in conditions:
+        node = (c.key, "start")
+        if c.kind == "tumour" and ctx.in_window(node):
+            note("progression", "progression", "END-PROGRESSION", c.key)
+        elif c.kind == "syndrome" and ctx.in_window(node):
+            note("symptom-recurrence", "symptom-recurrence", "END-SYMPTOM-RECURRENCE", c.key)
+        elif c.kind == "complication" and set(c.due_to) & ctx.keys and ctx.before_next(node) and not c.resolved:
+            note("toxicity", "toxicity", "END-TOXICITY", c.key)
+    for o in outcomes:
+        if o.kind == "disease-status" and o.category == "progressive-disease" and linked(o, ctx):
+            note("progression", "progression", "END-PROGRESSION", o.key)
+    if ctx.following is None and ctx.death is not None:
+        members = [m.item for m in ctx.line.members if m.role in ("line", "backbone")]
+        if any(not ctx.tl.lt(end(i), ctx.death) for i in members):
+            note("death", "death", "END-DEATH", ctx.death[0])
+    if all(i.status == "completed" for i in ctx.line.items()):
+        note("completed", "completed", "END-COMPLETED", ctx.line.items()[0].key)
+    kind = next((k for k in rules.end_priority if k in found), None)
+    if kind is None:
+        return None
+    return found[kind] | {"evidence": sorted(found[kind]["evidence"])}

@@ -1,0 +1,65 @@
+"""Times and intervals as the summary writes them: bounds on a frame, with a precision, never a guessed date."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from treatment_lines.timeline import FRAMES, Node, Timeline, origin
+
+DAYS_PER_YEAR = 365.25
+EXACT_DAYS = 2.0  # bounds this close give a number of days (one day of date precision on each side)
+
+
+def _fmt(frame: str, days: float) -> float | str | None:
+    if not math.isfinite(days):
+        return None
+    if frame == "age":
+        return round(days / DAYS_PER_YEAR, 2)
+    if frame == "date":
+        return dt.date.fromordinal(max(1, int(math.floor(days)))).isoformat()
+    return round(days, 1)
+
+
+def _precision(width: float) -> str:
+    if width <= 1.0:
+        return "day"
+    if width <= 31.0:
+        return "month"
+    if width <= 366.0:
+        return "year"
+    return "unknown"
+
+
+def time_span(tl: Timeline, nodes: list[Node], latest: bool = False) -> dict | None:
+    """The earliest (or latest) of some events as {frame, low, high, precision}; age in years, date as ISO."""
+    placed = [p for p in (tl.placed(n) for n in nodes) if p]
+    if not placed:
+        return None
+    frame = min((p[0] for p in placed), key=FRAMES.index)
+    bounds = [tl.diff(origin(frame), n) for n in nodes]
+    pick = max if latest else min
+    lo, hi = pick(b[0] for b in bounds), pick(b[1] for b in bounds)
+    return {"frame": frame, "low": _fmt(frame, lo), "high": _fmt(frame, hi), "precision": _precision(hi - lo)}
+
+
+def interval(tl: Timeline, froms: list[Node], tos: list[Node], what: str, to_latest: bool = False) -> dict:
+    """Days from the earliest of `froms` to the earliest (or latest) of `tos`: exact when the bounds allow.
+
+    min(tos) - min(froms) = max over f of min over t of (t - f); bounds of max/min of differences are taken
+    term by term, so they are valid even when it is not known which event came first.
+    """
+    if not froms or not tos:
+        return not_computable(f"{what}: no events to measure")
+    inner = max if to_latest else min
+    per_from = [(inner(tl.diff(f, t)[0] for t in tos), inner(tl.diff(f, t)[1] for t in tos)) for f in froms]
+    lo, hi = max(p[0] for p in per_from), max(p[1] for p in per_from)
+    if hi - lo <= EXACT_DAYS:
+        return {"days": int(round((lo + hi) / 2)), "minDays": None, "maxDays": None, "reason": None}
+    low = int(math.floor(lo)) if math.isfinite(lo) else None
+    high = int(math.ceil(hi)) if math.isfinite(hi) else None
+    return {"days": None, "minDays": low, "maxDays": high,
+            "reason": f"{what}: the recorded times give only bounds (a time known only as before or after another event)"}
+
+
+def not_computable(reason: str) -> dict:
+    return {"days": None, "minDays": None, "maxDays": None, "reason": reason}
