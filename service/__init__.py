@@ -22,11 +22,13 @@ def create_app(config: dict | None = None) -> Flask:
     from service.meta import bp as meta_bp
     from service.patients import bp as patients_bp
     from service.resources import bp as resources_bp
+    from service.sync_api import bp as sync_bp
 
     from service.audit import bp as audit_bp
+    from service.metrics import bp as metrics_bp
 
     _install_request_pipeline(app)
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, audit_bp, resources_bp):
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, audit_bp, metrics_bp, resources_bp, sync_bp):
         app.register_blueprint(blueprint)
     _register_errors(app)
     return app
@@ -34,12 +36,14 @@ def create_app(config: dict | None = None) -> Flask:
 
 def _install_request_pipeline(app: Flask) -> None:
     """Request id and log line, then authentication and scopes, then rate limits, then the audit trail."""
-    from service import audit, auth, logs, rate_limit
+    from service import audit, auth, logs, metrics, operator_ui, rate_limit
 
     logs.install(app)
+    metrics.install(app)
     auth.install(app)
     rate_limit.install(app)
     audit.install(app)
+    operator_ui.install(app)
 
 
 def _connect_redis(app: Flask) -> None:

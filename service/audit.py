@@ -66,7 +66,7 @@ def audit_event(status: int) -> dict:
 def _touches_patient_data(path: str) -> bool:
     from service.scopes import is_public
 
-    return not is_public(path) and not path.startswith(("/AuditEvent", "/cases/schema", "/docs", "/rq"))
+    return not is_public(path) and not path.startswith(("/AuditEvent", "/cases/schema", "/docs", "/rq", "/metrics"))
 
 
 def install(app: Flask) -> None:

@@ -6,6 +6,7 @@ import json
 from flask import Blueprint, Response, current_app, request
 
 from registry.procedure_history import procedure_history, public, to_csv
+from service.metrics import record_cache
 from service.outcome import FHIR_JSON, error, fhir_response
 from service.paging import base_url, searchset
 from store import patient_cache, reads
@@ -46,6 +47,7 @@ def everything(pid: str) -> Response:
     if request.if_none_match and patient_cache.current_etag(_client(), pid, variant) in _etags(request.headers["If-None-Match"]):
         return Response(status=304, headers={"ETag": patient_cache.current_etag(_client(), pid, variant)})
     body, tag, hit = patient_cache.cached_view(_client(), pid, variant, lambda: _everything_body(pid, params))
+    record_cache(hit)
     return Response(body, mimetype=FHIR_JSON, headers={"ETag": tag, "X-Cache": "hit" if hit else "miss"})
 
 

@@ -12,7 +12,7 @@ from mappings.references import parse_reference
 PUBLIC_PATHS = ("/healthz", "/metadata", "/openapi.yaml")
 PUBLIC_PREFIXES = ("/docs",)
 ADMIN = "admin"
-ADMIN_PREFIXES = ("/sync", "/jobs", "/AuditEvent", "/rq")
+ADMIN_PREFIXES = ("/sync", "/jobs", "/AuditEvent", "/rq", "/metrics")
 
 
 def is_public(path: str) -> bool:

@@ -127,3 +127,13 @@ def test_every_patient_read_and_write_is_audited(secured, signing_keys):
     assert {"reference": f"Patient/{pid}"} in [e["what"] for e in read["entity"]]
     assert any(e["what"].get("identifier", {}).get("value") == "req-12345678" for e in read["entity"])
     assert write["agent"][0]["who"]["identifier"]["value"] == "ehr-a"
+
+
+def test_operator_views_need_the_admin_scope(secured, signing_keys):
+    client = secured.test_client()
+    admin, reader = bearer(token(signing_keys, "admin")), bearer(token(signing_keys, "system/*.read"))
+    for path in ("/rq/", "/metrics", "/AuditEvent"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers=reader).status_code == 403
+        assert client.get(path, headers=admin).status_code == 200, path
+    assert client.get("/docs/").status_code == 200  # the API reference is public, like /openapi.yaml

@@ -91,7 +91,7 @@ class LineBuilder:
             if ssa:
                 self.run = SsaRun(current, [item], item if item.explicit_stop else None)
             return
-        if current and (rule := self._continues_line(current, item)):
+        if current and not ssa and (rule := self._continues_line(current, item)):
             current.add(item, "line", rule)
             return
         self._new_line(item, ssa)

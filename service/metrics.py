@@ -1,0 +1,78 @@
+"""Prometheus metrics at /metrics (admin scope): requests and latencies per route, cache hits and misses,
+queue lengths, job outcomes, upstream errors.
+
+Request metrics live in each process (with gunicorn set PROMETHEUS_MULTIPROC_DIR to aggregate workers);
+queue and job figures are read from Redis at scrape time, so every process reports the same.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+REQUESTS = Counter("gateway_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("gateway_request_seconds", "HTTP request latency", ["route"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+CACHE = Counter("gateway_patient_cache_total", "Patient view cache lookups", ["result"])
+UPSTREAM_ERRORS_KEY = "metrics:upstream-errors"  # hash: upstream name -> count, written by workers
+bp = Blueprint("metrics", __name__)
+
+
+class QueueCollector:
+    """Queue lengths and job registries from RQ, upstream errors from the workers' counters."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def collect(self):
+        from rq import Queue
+        from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+        lengths = GaugeMetricFamily("gateway_queue_length", "Jobs waiting per queue", labels=["queue"])
+        jobs = GaugeMetricFamily("gateway_jobs", "Jobs per queue and state", labels=["queue", "state"])
+        errors = GaugeMetricFamily("gateway_upstream_errors", "Upstream call failures seen by workers", labels=["upstream"])
+        try:
+            for queue in Queue.all(connection=self.client):
+                lengths.add_metric([queue.name], queue.count)
+                for state, registry in (("started", StartedJobRegistry), ("finished", FinishedJobRegistry), ("failed", FailedJobRegistry)):
+                    jobs.add_metric([queue.name, state], registry(queue=queue).count)
+            for name, count in self.client.hgetall(UPSTREAM_ERRORS_KEY).items():
+                errors.add_metric([name.decode()], float(count))
+        except redis.RedisError:
+            pass
+        yield from (lengths, jobs, errors)
+
+
+def record_cache(hit: bool) -> None:
+    CACHE.labels("hit" if hit else "miss").inc()
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in (REQUESTS, LATENCY, CACHE):
+            registry.register(collector)
+    registry.register(QueueCollector(current_app.extensions["redis"]))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "(unmatched)"
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(route).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
+        return response

@@ -1,0 +1,52 @@
+"""`python -m workers`: an RQ worker on the sync queue that also re-runs jobs abandoned by dead workers.
+
+    python -m workers [--url REDIS_URL] [--burst] [--name NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+
+import redis
+from rq import Worker
+
+from workers import defaults, sweep
+from workers.queues import queue
+
+log = logging.getLogger("workers")
+
+
+def _sweep_forever(url: str, interval: float, stop: threading.Event) -> None:
+    client = redis.Redis.from_url(url)  # its own connection: the worker's must not be shared across threads
+    while not stop.wait(interval):
+        try:
+            sweep.requeue_abandoned(client)
+        except redis.RedisError as exc:
+            log.warning("abandoned-job sweep failed: %s", type(exc).__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=os.environ.get("REDIS_URL") or "redis://localhost:6379/0")
+    parser.add_argument("--burst", action="store_true", help="quit when the queue is empty")
+    parser.add_argument("--name", help="worker name (default: RQ's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    client = redis.Redis.from_url(args.url)
+    requeued = sweep.requeue_abandoned(client)
+    if requeued:
+        log.info("re-enqueued %d abandoned job(s) at start: %s", len(requeued), ", ".join(requeued))
+    stop = threading.Event()
+    threading.Thread(target=_sweep_forever, args=(args.url, defaults.setting("SYNC_SWEEP_SECONDS"), stop),
+                     name="sweep", daemon=True).start()
+    try:
+        Worker([queue(client)], connection=client, name=args.name).work(burst=args.burst, with_scheduler=True)
+    finally:
+        stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
