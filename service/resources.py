@@ -46,6 +46,6 @@ def vread(rtype: str, rid: str, version: int) -> Response:
 @bp.get("/<rtype>")
 def search_type(rtype: str) -> Response:
     if rtype not in SEARCHABLE:
-        return error(404 if not _known_type(rtype) else 501, f"search is offered for {', '.join(SEARCHABLE)}", "not-supported")
+        return error(404, f"search is offered for {', '.join(SEARCHABLE)}", "not-supported")
     params = request.args.to_dict(flat=False)
     return fhir_response(searchset(search(current_app.extensions["redis"], rtype, params), params, f"/{rtype}"))

@@ -68,6 +68,8 @@ def _content(resource: dict | None) -> dict | None:
 
 def apply_entries(client: redis.Redis, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None) -> list[EntryOutcome]:
     """Apply entries as one all-or-nothing unit; raises TransactionFailed with nothing written."""
+    if not planned:
+        return []
     for _ in range(MAX_ATTEMPTS):
         with client.pipeline() as pipe:
             try:

@@ -181,3 +181,10 @@ def test_collection_bundle_is_kept_all_or_nothing(client):
     assert body["type"] == "transaction-response" and len(body["entry"]) == 2
     pid = body["entry"][0]["fullUrl"].split("/")[1]
     assert client.get(f"/Patient/{pid}/$everything").get_json()["total"] == 2
+
+
+@pytest.mark.parametrize("btype", ["transaction", "batch", "collection"])
+def test_empty_bundle_gets_an_empty_response_bundle(client, btype):
+    """Found by the schemathesis contract test: an empty Bundle used to raise a 500."""
+    body = post(client, {"resourceType": "Bundle", "type": btype, "entry": []}).get_json()
+    assert body["type"] in ("transaction-response", "batch-response") and body["entry"] == []

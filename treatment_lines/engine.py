@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from treatment_lines import events as ev
-from treatment_lines.lines import Line, LineBuilder, end, linear_order, modality, start
+from treatment_lines.lines import Line, LineBuilder, end, first_items, linear_order, modality, start
 from treatment_lines.outcomes import LineContext, end_reason, line_outcomes
 from treatment_lines.report import interval, not_computable, time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.rules import RuleBook, load_rules
-from treatment_lines.timeline import Timeline
+from treatment_lines.timeline import POINT_EVENTS, Timeline
 
 ROLE_ORDER = {"line": 0, "backbone": 1, "supportive": 2}
 OPEN_STATUSES = {"active", "in-progress", "on-hold", "unknown", "intended"}
@@ -72,8 +72,8 @@ def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, 
     """(end nodes, ongoing, rule): a therapy that goes on as the next line's backbone ends this line there."""
     items = line.items()
     if following and any(m.role == "backbone" and m.item in items for m in following.members):
-        return [start(i) for i in following.items()], False, None
-    known = [end(i) for i in items if i.rtype == "Procedure" or end(i) in tl.anchored]
+        return [start(i) for i in first_items(following, tl)], False, None
+    known = [end(i) for i in items if i.rtype in POINT_EVENTS or end(i) in tl.anchored]
     if len(known) == len(items):
         return known, False, None
     if following is None and any(i.status in OPEN_STATUSES for i in items):
@@ -111,7 +111,7 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
         "endReason": reason,
         "components": [_component(m) for m in members],
         "outcomes": line_outcomes(ctx, outcomes, conditions, book),
-        "timeToNextTreatment": interval(tl, starts, [start(i) for i in following.items()], "time to next treatment")
+        "timeToNextTreatment": interval(tl, starts, [start(i) for i in first_items(following, tl)], "time to next treatment")
         if following else not_computable("no later line" + (" before death" if death else "")),
         "rulesFired": _rules_fired(fired, book),
         "references": list(dict.fromkeys(m.item.key for m in members)),

@@ -78,7 +78,8 @@ def _extensions(line: dict, version: str) -> list[dict]:
                                                           {"url": "explanation", "valueString": rule["explanation"]}]})
     for component in line["components"]:
         ext.append({"url": URL["line-treatment"], "extension": [
-            {"url": "treatment", "valueReference": {"reference": component["reference"], "display": component["text"] or ""}},
+            {"url": "treatment", "valueReference": {"reference": component["reference"]}
+             | ({"display": component["text"]} if component["text"] else {})},
             {"url": "role", "valueCode": component["role"]}]})
     outcome = _outcome(line["outcomes"])
     if outcome:

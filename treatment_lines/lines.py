@@ -160,14 +160,21 @@ class LineBuilder:
         return self.tl.diff(end(self.run.stop), start(item))[1] <= self.rules.regimen_days
 
     def _running_ssa(self, item: Therapy) -> list[Therapy]:
-        """The latest exposure of each analogue of the run, unless proven over before this therapy started."""
+        """Exposures of the run still going when `item` starts (or within the regimen window before it).
+
+        An exposure followed by a later one of the same analogue (a dose step, a new injection) counts only
+        if its own end is proven to reach the new therapy's start.
+        """
         if not self.run:
             return []
-        latest = {}
-        for ssa in self.run.items:
-            latest[ssa.agent_code] = ssa
-        return [s for s in latest.values()
-                if self.tl.le(start(s), start(item)) and not self.tl.lt(end(s), start(item), self.rules.regimen_days)]
+        tl, items = self.tl, self.run.items
+
+        def replaced(n: int, s: Therapy) -> bool:
+            # Items of the run were all placed before `item` in the linear order of starts.
+            return any(o.agent_code == s.agent_code for o in items[n + 1:])
+        return [s for n, s in enumerate(items)
+                if not tl.lt(end(s), start(item), self.rules.regimen_days)
+                and (not replaced(n, s) or tl.le(start(item), end(s)))]
 
     def _latest_started_by(self, item: Therapy) -> Line | None:
         for line in reversed(self.lines):

@@ -13,6 +13,7 @@ from treatment_lines.resources import ResourceIndex
 from treatment_lines.times import EPS, INF, Absolute, Relative, date_bounds, resource_times
 
 FRAMES = ("date", "age", "relative")
+POINT_EVENTS = ("Procedure", "MedicationAdministration")
 Node = tuple[str, str]
 
 
@@ -50,8 +51,8 @@ class Timeline:
         self.anchored = {a.node for a in absolute} | {r.node for r in relative}
         for key, resource in index.by_key.items():
             self._constrain((key, "start"), (key, "end"), 0.0, INF)  # nothing ends before it starts
-            if resource.get("resourceType") == "Procedure" and (key, "end") not in self.anchored:
-                self._constrain((key, "start"), (key, "end"), 0.0, 0.0)  # a procedure without an end is one event
+            if resource.get("resourceType") in POINT_EVENTS and (key, "end") not in self.anchored:
+                self._constrain((key, "start"), (key, "end"), 0.0, 0.0)  # without an end it happened at one time
         self._link_birth(index)
         self._solve()
 
@@ -98,9 +99,9 @@ class Timeline:
         return self.diff(a, b)[0] > by + EPS
 
     def within(self, a: Node, b: Node, days: float) -> bool:
-        """True when b is proven to lie no more than `days` after a (and not before it)."""
+        """True when b is proven to lie within `days` of a, on either side (same-day dates are within 0)."""
         lo, hi = self.diff(a, b)
-        return lo >= -EPS and hi <= days + EPS
+        return lo >= -days - 1.0 and hi <= days + 1.0
 
     def placed(self, node: Node) -> tuple[str, float, float] | None:
         """(frame, lo, hi) of a node on the first frame that bounds it at all."""
