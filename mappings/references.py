@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 CANONICAL_BASE = "https://oncology-gateway.example.org/fhir"
 FACT_SYSTEM = f"{CANONICAL_BASE}/NamingSystem/case-fact"
@@ -22,7 +23,12 @@ def identifier_token(identifier: dict) -> str:
 
 def resource_id(identifier: dict) -> str:
     """A stable logical id derived from the business identifier (a UUID, valid as a FHIR id)."""
-    return str(uuid.uuid5(_NAMESPACE, identifier_token(identifier)))
+    return _token_uuid(identifier_token(identifier))
+
+
+@lru_cache(maxsize=4096)  # a case asks for each id several times (register, entry, provenance)
+def _token_uuid(token: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, token))
 
 
 def full_url(identifier: dict) -> str:

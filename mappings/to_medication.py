@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import LOCAL_EXT, MapContext
+from mappings.references import full_url
 from mappings.timeline import Point
 
 INTENT_URL = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
@@ -60,6 +61,15 @@ def medication_parts(fact: dict) -> list[tuple[str, dict]]:
     return parts
 
 
+def _regimen_partners(ctx: MapContext, fact: dict, part: str) -> list[str]:
+    """The other agents of the same regimen (their first dose step): given together, so linked explicitly."""
+    own_agent = part.split("/")[0]
+    firsts = {}
+    for other_part, _ in medication_parts(fact):
+        firsts.setdefault(other_part.split("/")[0], other_part)
+    return [full_url(ctx.identifier(fact["id"], p)) for agent, p in firsts.items() if agent != own_agent]
+
+
 def to_fhir_medication_statements(ctx: MapContext, fact: dict) -> list[dict]:
     resources = []
     parts = iter(medication_parts(fact))
@@ -87,6 +97,8 @@ def _statement(ctx: MapContext, fact: dict, agent: dict, part: str, index: int |
         extensions.append({"url": INTENT_URL, "valueCodeableConcept": terminology.concept(f"intent-{fact['intent']}")})
     for other in fact.get("combinedWith", []):
         extensions.append({"url": COMBINED_URL, "valueReference": ctx.ref(other)})
+    for partner in _regimen_partners(ctx, fact, part):
+        extensions.append({"url": COMBINED_URL, "valueReference": {"reference": partner}})
     extensions += ctx.time_extensions(start, end)
     resource["extension"] = extensions
     last_step = index is None or index == len(fact.get("dosages", [])) - 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
@@ -25,11 +26,13 @@ def create_app(config: dict | None = None) -> Flask:
     from service.sync_api import bp as sync_bp
 
     from service.audit import bp as audit_bp
+    from service.lines import bp as lines_bp, enqueue_after_write
     from service.metrics import bp as metrics_bp
 
     _install_request_pipeline(app)
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, audit_bp, metrics_bp, resources_bp, sync_bp):
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, audit_bp, metrics_bp, resources_bp, sync_bp):
         app.register_blueprint(blueprint)
+    enqueue_after_write(app)
     _register_errors(app)
     return app
 
@@ -75,6 +78,15 @@ def _register_errors(app: Flask) -> None:
         response = error(exc.code or 500, message, code)
         if exc.code == 429:
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or 60)
+        return response
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def store_down(exc: Exception):
+        # Nothing was acknowledged: the client may retry; the connection pool reconnects by itself.
+        logging.getLogger("gateway").error("redis unavailable", extra={"error": type(exc).__name__})
+        response = outcome_response([Issue("$", "the store is unavailable and did not confirm the request; retry it (conditional writes are safe to repeat)", "transient")], 503)
+        response.headers["Retry-After"] = "1"
         return response
 
     @app.errorhandler(Exception)

@@ -14,6 +14,8 @@ def _client_key() -> str:
 
 def install(app: Flask) -> Limiter:
     storage = app.extensions.get("redis_url") or "memory://"
+    # While Redis is down, requests fail with 503 in the handlers; the limiter must not turn that into 500s.
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     limiter = Limiter(key_func=_client_key, app=app, storage_uri=storage, default_limits=[app.config["RATE_LIMIT"]],
                       headers_enabled=True, key_prefix="ratelimit")
 

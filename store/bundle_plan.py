@@ -55,13 +55,19 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     if not isinstance(entry, dict):
         return PlannedEntry(index, "POST", "?", issues=[Issue(path, "an entry must be a JSON object", "structure")])
     resource = entry.get("resource")
-    request = entry.get("request") or {}
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
     method = request.get("method") if btype != "collection" else _collection_method(resource)
     url = request.get("url", "") if btype != "collection" else ""
-    planned = PlannedEntry(index, method or "?", "?", resource=resource, full_url=entry.get("fullUrl"),
-                           if_match=request.get("ifMatch"))
+    full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+    planned = PlannedEntry(index, method if isinstance(method, str) else "?", "?", resource=resource, full_url=full_url,
+                           if_match=request.get("ifMatch") if isinstance(request.get("ifMatch"), str) else None)
+    if "fullUrl" in entry and full_url is None:
+        planned.issues.append(Issue(f"{path}.fullUrl", "fullUrl must be a string", "structure"))
     if btype != "collection" and not isinstance(entry.get("request"), dict):
-        planned.issues.append(Issue(f"{path}.request", f"a {btype} entry needs a request", "required"))
+        planned.issues.append(Issue(f"{path}.request", f"a {btype} entry needs a request object", "required"))
+        return planned
+    if not isinstance(url, str):
+        planned.issues.append(Issue(f"{path}.request.url", "request.url must be a string", "structure"))
         return planned
     if method == "DELETE":
         _plan_delete(planned, url)
@@ -101,7 +107,9 @@ def _plan_post(planned: PlannedEntry, url: str, if_none_exist: str | None) -> No
     path = planned.path
     if url.split("?")[0] != planned.rtype:
         planned.issues.append(Issue(f"{path}.request.url", f"POST url must be '{planned.rtype}', got {url!r}", "invalid"))
-    if if_none_exist:
+    if if_none_exist is not None and not isinstance(if_none_exist, str):
+        planned.issues.append(Issue(f"{path}.request.ifNoneExist", "ifNoneExist must be a string", "structure"))
+    elif if_none_exist:
         token = _identifier_query(if_none_exist)
         if token is None:
             planned.issues.append(Issue(f"{path}.request.ifNoneExist", "only 'identifier=system|value' is supported in ifNoneExist", "not-supported"))

@@ -13,6 +13,7 @@ from workers import sync_state
 
 EXPECTED = {"case1-vipoma": {"Patient": 1, "Condition": 8, "Procedure": 4, "MedicationStatement": 4, "Observation": 16, "Provenance": 1},
             "case2-insulinoma": {"Patient": 1, "Condition": 13, "Procedure": 7, "MedicationStatement": 8, "Observation": 7, "Provenance": 1}}
+PULLED = {c: sum(n for t, n in EXPECTED[c].items() if t != "Provenance") for c in EXPECTED}  # Provenance is not pulled
 BOTH = {t: sum(EXPECTED[c][t] for c in SEED_CASES) for t in CLINICAL_TYPES}
 
 
@@ -81,7 +82,120 @@ def test_local_change_is_pushed_as_update(client, redis_client, upstream):
     case["conditions"][2]["text"] = "History of diarrhoea (edited upstream-bound)"
     changed = "edited upstream-bound"
     client.post("/cases?store=true", data=json.dumps(case), content_type="application/json")
+    # The edited Condition changed locally, and so did the Provenance when its recorded time moved on.
+    changed_locally = [e for e in client.get(f"/Patient/{pid}/$everything").get_json()["entry"]
+                       if e["resource"]["meta"]["versionId"] != "1"]
+    assert {e["resource"]["resourceType"] for e in changed_locally} - {"Provenance"} == {"Condition"}
     result = push(client, redis_client, {"patient": f"Patient/{pid}"})["result"]
-    assert result["updated"] == 1 and result["created"] == 0 and result["conflicts"] == [], result
+    assert result["updated"] == len(changed_locally) and result["created"] == 0 and result["conflicts"] == [], result
     assert server_counts(upstream.server) == EXPECTED[SEED_CASES[0]]
     assert changed in json.dumps(upstream.request("GET", "Condition?_count=100").body)
+
+
+def _edited_case(name: str, condition_index: int, text: str) -> dict:
+    case = __import__("conftest").load_case(name)
+    case["conditions"][condition_index]["text"] = text
+    return case
+
+
+def _condition_with_text(server, fragment: str) -> list[dict]:
+    return [e["resource"] for e in server.request("GET", "Condition?_count=100").body["entry"]
+            if fragment in json.dumps(e["resource"])]
+
+
+def test_pull_brings_back_only_upstream_changes_in_one_request_per_type(client, redis_client, fhir_isolated, sync_env):
+    from fault_proxy import FaultProxy
+    from workers.pull import PULL_TYPES
+
+    with FaultProxy(fhir_isolated.base_url) as proxy:
+        sync_env(proxy.base_url, SYNC_BATCH_SIZE="50")
+        pid = store_case(client, SEED_CASES[0])
+        push(client, redis_client)
+        first = _pull(client, redis_client)["result"]
+        assert first["created"] == first["updated"] == 0 and first["duplicates"] == PULLED[SEED_CASES[0]]
+        before = client.get(f"/Patient/{pid}/$everything")
+        assert client.get(f"/Patient/{pid}/$everything").headers["X-Cache"] == "hit"
+
+        # The hospital edits one of our Observations and adds one of its own (no identifier we know).
+        obs = fhir_isolated.request("GET", "Observation?_count=1").body["entry"][0]["resource"]
+        obs["note"] = [{"text": "re-read by hospital pathologist"}]
+        assert fhir_isolated.request("PUT", f"Observation/{obs['id']}", obs).status == 200
+        upstream_pid = redis_client.hget("sync:default:map", f"Patient/{pid}").decode()
+        new = {"resourceType": "Observation", "status": "final", "code": {"text": "Chromogranin A"},
+               "subject": {"reference": f"Patient/{upstream_pid}"}, "valueQuantity": {"value": 321, "unit": "ng/mL"}}
+        assert fhir_isolated.request("POST", "Observation", new).status == 201
+
+        proxy.reset_log()
+        second = _pull(client, redis_client)["result"]
+        assert (second["created"], second["updated"], second["conflicts"], second["errors"]) == (1, 1, [], [])
+        assert proxy.count("GET") == len(PULL_TYPES) == second["requests"]
+        after = client.get(f"/Patient/{pid}/$everything")
+        assert after.headers["X-Cache"] == "miss"  # the merge went through the store: the cached bundle is gone
+        text = after.get_data(as_text=True)
+        assert "re-read by hospital pathologist" in text and "Chromogranin A" in text
+        assert len(after.get_json()["entry"]) == len(before.get_json()["entry"]) + 1
+
+        proxy.reset_log()
+        third = _pull(client, redis_client)["result"]
+        assert (third["created"], third["updated"]) == (0, 0)
+        assert proxy.count("GET") == len(PULL_TYPES)  # nothing changed: one request per type
+
+
+def _pull(client, redis_client, body: dict | None = None) -> dict:
+    job_id = enqueue(client, "/sync/pull", body or {})
+    run_jobs(redis_client)
+    view = job_view(client, job_id)
+    assert view["status"] == "finished", view
+    return view
+
+
+def test_pull_of_one_patient_only_asks_for_that_patient(client, redis_client, upstream):
+    pid1 = store_case(client, SEED_CASES[0])
+    store_case(client, SEED_CASES[1])
+    push(client, redis_client)
+    result = _pull(client, redis_client, {"patient": f"Patient/{pid1}"})["result"]
+    assert result["duplicates"] == PULLED[SEED_CASES[0]]
+
+
+def test_change_on_both_sides_is_a_conflict_and_resolving_keeps_the_chosen_side(client, redis_client, upstream):
+    name = SEED_CASES[0]
+    store_case(client, name)
+    push(client, redis_client)
+    (remote,) = _condition_with_text(upstream, "History of diarrhoea")
+    remote["code"]["text"] = "History of diarrhoea (hospital edit)"
+    assert upstream.request("PUT", f"Condition/{remote['id']}", remote).status == 200
+    client.post("/cases?store=true", data=json.dumps(_edited_case(name, 2, "History of diarrhoea (gateway edit)")),
+                content_type="application/json")
+
+    result = push(client, redis_client)["result"]
+    assert len(result["conflicts"]) == 1 and result["updated"] == 0
+    assert _condition_with_text(upstream, "hospital edit")  # not overwritten
+    listed = client.get("/sync/conflicts").get_json()
+    assert listed["total"] == 1
+    conflict = listed["conflicts"][0]
+    assert conflict["id"] == result["conflicts"][0]["id"] and "code.text" in conflict["paths"]
+    assert "hospital edit" in json.dumps(conflict["upstreamCopy"]) and "gateway edit" in json.dumps(conflict["local"])
+
+    answer = client.post(f"/sync/conflicts/{conflict['id']}/resolve", data=json.dumps({"keep": "local"}),
+                         content_type="application/json")
+    assert answer.status_code == 202
+    run_jobs(redis_client)
+    assert job_view(client, answer.get_json()["id"])["result"]["updated"] == 1
+    assert _condition_with_text(upstream, "gateway edit") and not _condition_with_text(upstream, "hospital edit")
+    assert client.get("/sync/conflicts").get_json()["total"] == 0
+    again = client.post(f"/sync/conflicts/{conflict['id']}/resolve", data=json.dumps({"keep": "local"}),
+                        content_type="application/json")
+    assert again.status_code == 409 and again.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_upstream_only_change_wins_on_push(client, redis_client, upstream):
+    pid = store_case(client, SEED_CASES[0])
+    push(client, redis_client)
+    (remote,) = _condition_with_text(upstream, "History of diarrhoea")
+    remote["code"]["text"] = "History of diarrhoea (hospital correction)"
+    upstream.request("PUT", f"Condition/{remote['id']}", remote)
+    result = push(client, redis_client, {"patient": f"Patient/{pid}"})["result"]
+    assert result["upstream_wins"] == 1 and result["conflicts"] == [] and result["updated"] == 0
+    assert "hospital correction" in client.get(f"/Patient/{pid}/$everything").get_data(as_text=True)
+    # Now in sync: the next push changes nothing on either side.
+    assert push(client, redis_client, {"patient": f"Patient/{pid}"})["result"]["unchanged"] == sum(EXPECTED[SEED_CASES[0]].values())

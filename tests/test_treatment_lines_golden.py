@@ -78,6 +78,8 @@ def test_case2_reads_as_the_oncologist_does():
     assert line2["outcomes"]["syndromeControl"]["duration"] == {"value": 1, "unit": "a"}
     roles3 = {fact(c["reference"], case): c["role"] for c in line3["components"]}
     assert roles3["octreotide-iv/octreotide"] == "backbone" and roles3["glucose-iv/glucose"] == "supportive"
+    assert roles3["octreotide-sc/octreotide/dose-2"] == "backbone"  # the escalated dose runs on under the TAE
+    assert line2["duration"]["minDays"] == 364 and line2["end"] == line3["start"]
     assert line3["outcomes"]["syndromeControl"]["value"] == "none"
     assert [fact(c["reference"], case) for c in line3["outcomes"]["complications"]] == ["gi-bleeding"]
     assert line3["timeToNextTreatment"]["minDays"] == 14

@@ -46,8 +46,17 @@ class SsaRun:
     stop: Therapy | None = None
 
 
+def linked(a: Therapy, b: Therapy) -> bool:
+    """Recorded as given together: combined-with, one request group, or the very same relative start."""
+    return (a.key in b.combined_with or b.key in a.combined_with or bool(a.group and a.group == b.group)
+            or bool(a.start_signature and a.rtype == b.rtype and a.start_signature == b.start_signature))
+
+
 def linear_order(items: list[Therapy], tl: Timeline) -> list[Therapy]:
-    """A linear extension of the known order of starts; unordered ties go by earliest possible time, then key."""
+    """A linear extension of the known order of starts; unordered ties go by earliest possible time, then key.
+
+    Therapies recorded as given together follow each other directly, so that how resources happen to be
+    named never splits a regimen around an unrelated therapy of uncertain time."""
     remaining = sorted(items, key=lambda i: (tl.sort_key(start(i)), i.key))
     ordered = []
     while remaining:
@@ -56,6 +65,9 @@ def linear_order(items: list[Therapy], tl: Timeline) -> list[Therapy]:
         pick = next((c for c in remaining if not preceded(c)), remaining[0])
         ordered.append(pick)
         remaining.remove(pick)
+        for partner in [c for c in remaining if linked(pick, c)]:
+            ordered.append(partner)
+            remaining.remove(partner)
     return ordered
 
 
@@ -127,12 +139,8 @@ class LineBuilder:
     # -- the rules -------------------------------------------------------------------------------
     def _joins_regimen(self, line: Line, item: Therapy) -> str | None:
         members = line.items()
-        for other in members:
-            linked = (item.key in other.combined_with or other.key in item.combined_with
-                      or (item.group and item.group == other.group)
-                      or (item.start_signature and item.rtype == other.rtype and item.start_signature == other.start_signature))
-            if linked:
-                return "LOT-REGIMEN-LINK"
+        if any(linked(item, other) for other in members):
+            return "LOT-REGIMEN-LINK"
         if any(self.tl.within(start(m), start(item), self.rules.regimen_days) for m in first_items(line, self.tl)):
             return "LOT-REGIMEN-WINDOW"
         return None

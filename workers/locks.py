@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from typing import Iterator
 
 import redis
-from redis.exceptions import LockError
 
 from workers import defaults, sync_keys
 from workers.errors import LockBusy
@@ -23,7 +23,7 @@ class JobLease:
     def __init__(self, client: redis.Redis, job_id: str, seconds: int | None = None):
         self.client, self.job_id = client, job_id
         self.seconds = seconds or defaults.setting("SYNC_LEASE_SECONDS")
-        self._locks: list[redis.lock.Lock] = []
+        self._locks: list[PatientLock] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_forever, name=f"lease-{job_id}", daemon=True)
         self.lock_windows: list[tuple[str, float, float]] = []  # (patient, acquired, released): proof of no overlap
@@ -41,9 +41,8 @@ class JobLease:
     @contextlib.contextmanager
     def patient(self, pid: str) -> Iterator[None]:
         """Hold patient pid's lock while the block runs; LockBusy (transient) after SYNC_LOCK_WAIT_SECONDS."""
-        lock = self.client.lock(sync_keys.patient_lock(pid), timeout=self.seconds, thread_local=False,
-                                blocking_timeout=defaults.setting("SYNC_LOCK_WAIT_SECONDS"), sleep=0.05)
-        if not lock.acquire():
+        lock = PatientLock(self.client, sync_keys.patient_lock(pid), self.seconds)
+        if not lock.acquire(defaults.setting("SYNC_LOCK_WAIT_SECONDS")):
             raise LockBusy(f"patient lock held by another job for more than {defaults.setting('SYNC_LOCK_WAIT_SECONDS')}s")
         acquired = time.time()
         self._locks.append(lock)
@@ -52,13 +51,46 @@ class JobLease:
         finally:
             self._locks.remove(lock)
             self.lock_windows.append((pid, acquired, time.time()))
-            with contextlib.suppress(LockError):
-                lock.release()
+            lock.release()
 
     def _renew_forever(self) -> None:
         # Renew at a third of the lifetime so that one missed beat does not let anything expire.
         while not self._stop.wait(self.seconds / 3):
             self.client.set(sync_keys.lease(self.job_id), "1", ex=self.seconds)
             for lock in list(self._locks):
-                with contextlib.suppress(LockError):
-                    lock.reacquire()
+                lock.renew()
+
+
+class PatientLock:
+    """SET NX with an expiry and a random token; renew and release only while the token is ours.
+    WATCH/MULTI instead of Lua so that it also works on fakeredis (the gateway's in-process mode)."""
+
+    def __init__(self, client: redis.Redis, key: str, seconds: int):
+        self.client, self.key, self.seconds, self.token = client, key, seconds, uuid.uuid4().hex
+
+    def acquire(self, wait_seconds: float) -> bool:
+        deadline = time.monotonic() + wait_seconds
+        while not self.client.set(self.key, self.token, nx=True, ex=self.seconds):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def renew(self) -> bool:
+        return self._if_ours(lambda pipe: pipe.expire(self.key, self.seconds))
+
+    def release(self) -> bool:
+        return self._if_ours(lambda pipe: pipe.delete(self.key))
+
+    def _if_ours(self, action) -> bool:
+        with self.client.pipeline() as pipe:
+            try:
+                pipe.watch(self.key)
+                if pipe.get(self.key) != self.token.encode():
+                    return False
+                pipe.multi()
+                action(pipe)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False

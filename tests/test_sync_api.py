@@ -1,0 +1,90 @@
+"""The /sync and /jobs endpoints: every bad input is a 4xx OperationOutcome; job status; in-process mode."""
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+
+from conftest import SEED_CASES, authorised_client, api_keys_config
+from test_sync_helpers import enqueue, job_view, server_counts, store_case, sync_env  # noqa: F401
+
+
+def post(client, path: str, body) -> object:
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json")
+
+
+def outcome(answer, status: int) -> str:
+    assert answer.status_code == status, answer.get_data(as_text=True)
+    body = answer.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    return json.dumps(body)
+
+
+@pytest.fixture
+def configured(sync_env):
+    sync_env("http://127.0.0.1:9/fhir")
+
+
+@pytest.mark.parametrize("path", ["/sync/push", "/sync/pull"])
+@pytest.mark.parametrize("body, status, text", [
+    ("{not json", 400, "not JSON"),
+    ([1, 2], 400, "JSON object"),
+    ({"upstream": "nowhere"}, 400, "unknown upstream"),
+    ({"upstream": 7}, 400, "must be a string"),
+    ({"patient": "Observation/1"}, 400, "Patient/<id>"),
+    ({"patient": "Patient/has space"}, 400, "Patient/<id>"),
+    ({"extra": True}, 400, "unknown field"),
+])
+def test_bad_sync_requests(client, configured, path, body, status, text):
+    assert text in outcome(post(client, path, body), status)
+
+
+def test_push_of_unknown_patient_and_missing_configuration(client, sync_env, monkeypatch):
+    sync_env("http://127.0.0.1:9/fhir")
+    assert "not in the gateway store" in outcome(post(client, "/sync/push", {"patient": "Patient/nobody"}), 404)
+    monkeypatch.delenv("SYNC_UPSTREAM_URL")
+    assert "no upstream is configured" in outcome(post(client, "/sync/pull", {}), 400)
+    monkeypatch.setenv("SYNC_UPSTREAMS", "[oops")
+    assert "misconfigured" in outcome(post(client, "/sync/pull", {}), 503)
+
+
+def test_unknown_jobs_and_conflicts(client, configured):
+    assert "no job" in outcome(client.get("/jobs/does-not-exist"), 404)
+    assert "no job" in outcome(client.get("/jobs/bad$id"), 404)
+    assert "no job" in outcome(client.post("/jobs/does-not-exist/requeue"), 404)
+    assert "no conflict" in outcome(post(client, "/sync/conflicts/0123456789abcdef/resolve", {"keep": "local"}), 404)
+    assert "keep" in outcome(post(client, "/sync/conflicts/0123456789abcdef/resolve", {"keep": "both"}), 400)
+    assert "status" in outcome(client.get("/sync/conflicts?status=maybe"), 400)
+    assert client.get("/sync/conflicts").get_json() == {"total": 0, "conflicts": []}
+
+
+def test_job_status_and_requeue_of_a_job_that_is_not_failed(client, configured):
+    job_id = enqueue(client, "/sync/pull", {})
+    view = job_view(client, job_id)
+    assert view["status"] == "queued" and view["kind"] == "pull" and view["upstream"] == "default"
+    assert view["progress"] == {"done": 0, "total": None} and view["retriesLeft"] == 6
+    assert "only failed jobs" in outcome(client.post(f"/jobs/{job_id}/requeue"), 409)
+    async_answer = client.post("/sync/pull", headers={"Prefer": "respond-async"})
+    assert async_answer.status_code == 202 and async_answer.headers["Content-Location"].startswith("/jobs/")
+
+
+def test_sync_needs_the_admin_scope(app, configured):
+    anonymous = app.test_client()
+    assert anonymous.post("/sync/pull").status_code == 401
+
+
+def test_in_process_mode_runs_jobs_inline(fhir_isolated, sync_env, redis_url, redis_client):
+    from service import create_app
+
+    sync_env(fhir_isolated.base_url)
+    app = create_app({"REDIS_URL": redis_url, "TESTING": True, "API_KEYS": api_keys_config(), "RATE_LIMIT": "100000/minute"})
+    app.extensions["redis"], app.extensions["redis_mode"] = fakeredis.FakeRedis(), "in-process"
+    client = authorised_client(app)
+    store_case(client, SEED_CASES[0])
+    answer = client.post("/sync/push")
+    assert answer.status_code == 202 and answer.get_json()["status"] == "finished", job_view(client, answer.get_json()["id"])["error"]
+    view = job_view(client, answer.get_json()["id"])
+    assert view["result"]["created"] == 34 and view["progress"]["done"] == 34
+    assert server_counts(fhir_isolated.server)["Observation"] == 16
