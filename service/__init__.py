@@ -28,9 +28,10 @@ def create_app(config: dict | None = None) -> Flask:
     from service.audit import bp as audit_bp
     from service.lines import bp as lines_bp, enqueue_after_write
     from service.metrics import bp as metrics_bp
+    from service.timeline_page import bp as timeline_bp
 
     _install_request_pipeline(app)
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, audit_bp, metrics_bp, resources_bp, sync_bp):
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, audit_bp, metrics_bp, resources_bp, sync_bp, timeline_bp):
         app.register_blueprint(blueprint)
     enqueue_after_write(app)
     _register_errors(app)

@@ -41,12 +41,14 @@ def _everything_body(pid: str, params: dict[str, list[str]]) -> bytes:
 def everything(pid: str) -> Response:
     params = request.args.to_dict(flat=False)
     _check_everything_params(params)
-    if not _patient_exists(pid):
-        return error(404, f"Patient/{pid} is not known", "not-found")
     variant = patient_cache.variant_key("everything", base_url(), request.query_string.decode())
-    if request.if_none_match and patient_cache.current_etag(_client(), pid, variant) in _etags(request.headers["If-None-Match"]):
-        return Response(status=304, headers={"ETag": patient_cache.current_etag(_client(), pid, variant)})
-    body, tag, hit = patient_cache.cached_view(_client(), pid, variant, lambda: _everything_body(pid, params))
+    # One Redis round trip for existence, version and cached bytes (they were three).
+    exists, version, stored = patient_cache.lookup(_client(), pid, variant)
+    if not exists:
+        return error(404, f"Patient/{pid} is not known", "not-found")
+    if request.if_none_match and patient_cache.etag(pid, version, variant) in _etags(request.headers["If-None-Match"]):
+        return Response(status=304, headers={"ETag": patient_cache.etag(pid, version, variant)})
+    body, tag, hit = patient_cache.cached_view(_client(), pid, variant, lambda: _everything_body(pid, params), (version, stored))
     record_cache(hit)
     return Response(body, mimetype=FHIR_JSON, headers={"ETag": tag, "X-Cache": "hit" if hit else "miss"})
 

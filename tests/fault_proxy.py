@@ -24,6 +24,13 @@ class Fault:
     body: bytes = b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"throttled"}]}'
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client killed mid-request (the SIGKILL test) is expected here, not an error to print
+
+
 class FaultProxy:
     def __init__(self, target_base: str):
         self.target_base = target_base.rstrip("/")
@@ -32,8 +39,7 @@ class FaultProxy:
         self.down = False
         self.log: list[tuple[float, str, str, int]] = []  # (time, method, path without query, status)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         prefix = urlsplit(self.target_base).path
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}{prefix}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

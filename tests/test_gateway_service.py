@@ -43,3 +43,17 @@ def test_in_process_mode_still_maps_cases(monkeypatch):
     assert app.extensions["redis_mode"] == "in-process"
     response = authorised_client(app).post("/cases", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
     assert response.status_code == 200
+
+
+def test_capability_statement_lists_what_is_really_served(client):
+    from mappings.fhir_validation import resource_issues
+
+    body = client.get("/metadata").get_json()
+    assert resource_issues(body) == []
+    by_type = {r["type"]: r for r in body["rest"][0]["resource"]}
+    assert {"search-type"} <= {i["code"] for i in by_type["Procedure"]["interaction"]}
+    assert {p["name"] for p in by_type["Observation"]["searchParam"]} >= {"subject", "code", "date", "_lastUpdated", "identifier"}
+    assert by_type["Patient"]["operation"][0]["name"] == "everything"
+    for rtype, resource in by_type.items():
+        if any(i["code"] == "search-type" for i in resource["interaction"]):
+            assert client.get(f"/{rtype}?_count=1").status_code == 200, rtype

@@ -106,12 +106,12 @@ def test_worker_killed_mid_job_is_rerun_by_the_next_worker_and_the_upstream_ends
         done = wait_for(lambda: (v := job_view(client, job_id))["status"] in ("finished", "failed") and v, 60, what="re-run")
         assert done["status"] == "finished", done
         assert Job.fetch(job_id, connection=redis_client).meta["abandoned_runs"] == 1
-    assert server_counts(fhir_isolated.server) == BOTH
-    # Exact: every upstream copy equals ours, so a fresh push of everything finds nothing to do.
-    redis_client.delete("sync:default:push-wm")
-    check = enqueue(client, "/sync/push", {})
-    result = wait_for(lambda: job_view(client, check).get("result"), 30, what="check push")
-    assert result["unchanged"] == total and result["created"] == result["updated"] == 0
+        assert server_counts(fhir_isolated.server) == BOTH
+        # Exact: every upstream copy equals ours, so a fresh push of everything finds nothing to do.
+        redis_client.delete("sync:default:push-wm")
+        check = enqueue(client, "/sync/push", {})
+        result = wait_for(lambda: job_view(client, check).get("result"), 30, what="check push")
+        assert result["unchanged"] == total and result["created"] == result["updated"] == 0
 
 
 def test_two_workers_share_the_queue_without_interleaving_a_patients_writes(

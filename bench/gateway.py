@@ -1,0 +1,176 @@
+"""Benchmark 2 (+7): a cached patient bundle read through the gateway under gunicorn, keep-alive clients (wrk).
+
+Same run, same patient, same bytes, same gunicorn settings:
+  baseline  bench/baseline_app.py, one Redis GET in a bare Flask route (target: gateway >= 0.7 x);
+  upstream  the local FHIR server (sekmet-fhir) answering Patient/{id}/$everything (target: gateway >= 10 x).
+Also p50/p99 latency, and the peak RSS of the gateway's gunicorn processes (benchmark 7).
+Run: .venv/bin/python bench/gateway.py [--seconds 10] [--rounds 2] [--db 11]   (needs Redis and `wrk`)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import redis  # noqa: E402
+from cohort import cohort, resource_count  # noqa: E402
+
+from mappings.case_bundle import case_to_bundle  # noqa: E402
+from service import create_app  # noqa: E402
+from service.apikeys import create_key  # noqa: E402
+
+BODY_KEY = "bench:body"
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def bench_case(size: int = 48) -> dict:
+    """The first generated case of about the cohort's median size."""
+    return next(c for c in cohort(200, seed=1) if resource_count(c) >= size)
+
+
+def load_patient(url: str, case: dict) -> tuple[str, str, bytes]:
+    """(api key, patient id, $everything bytes) after writing the case through the gateway and warming its cache."""
+    app = create_app({"REDIS_URL": url, "RATE_LIMIT": "100000000/minute"})
+    key = create_key(app.extensions["redis"], "bench", ["system/*.read", "system/*.write", "admin"])
+    client = app.test_client()
+    written = client.post("/Bundle", json=case_to_bundle(case), headers={"X-API-Key": key})
+    assert written.status_code == 200, written.get_data(as_text=True)[:500]
+    pid = written.get_json()["entry"][0]["response"]["location"].split("/")[1]
+    for _ in range(2):
+        body = client.get(f"/Patient/{pid}/$everything", headers={"X-API-Key": key})
+    assert body.status_code == 200 and body.headers["X-Cache"] == "hit"
+    app.extensions["redis"].set(BODY_KEY, body.data)
+    return key, pid, body.data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def gunicorn(target: str, env: dict, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    cmd = [str(ROOT / ".venv/bin/gunicorn"), "-w", str(workers), "-k", "gthread", "--threads", str(threads),
+           "--keep-alive", "30", "-b", f"127.0.0.1:{port}", "--pythonpath", f"{ROOT},{ROOT / 'bench'}", target]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise RuntimeError(f"{target} did not start")
+
+
+def wrk(url: str, headers: dict, seconds: int, connections: int) -> dict:
+    """Requests/s and latency percentiles from `wrk --latency` (2 client threads, keep-alive)."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"errors from {url}:\n{out}")
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * UNITS[unit]
+
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99")}
+
+
+def peak_rss_mb(master: int) -> tuple[float, float]:
+    """(sum of peak RSS of master and workers, largest worker peak) in MB, from /proc VmHWM."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    peaks = {}
+    for pid in [str(master)] + children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        peaks[pid] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    return sum(peaks.values()), max(v for k, v in peaks.items() if k != str(master))
+
+
+def load_upstream(bundle: dict):
+    """Start sekmet-fhir, post the same resources as a transaction; (handle, $everything URL)."""
+    from scripts.fhir_server import start
+
+    handle = start()
+    request = urllib.request.Request(handle.base_url, data=json.dumps(bundle).encode(), method="POST",
+                                     headers={"Content-Type": "application/fhir+json", **handle.auth_headers()})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    locations = [e["response"]["location"] for e in answer["entry"]]
+    pid = next(m.group(1) for m in map(re.compile(r"(?:^|/)Patient/([^/]+)").search, locations) if m)
+    url = f"{handle.base_url}/Patient/{pid}/$everything"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=handle.auth_headers()), timeout=60) as response:
+        everything = json.load(response)
+    print(f"upstream: sekmet-fhir $everything gives {len(everything.get('entry', []))} entries", flush=True)
+    return handle, url
+
+
+def measure(name: str, url: str, headers: dict, args, results: dict) -> None:
+    figures = wrk(url, headers, args.seconds, args.connections)
+    results.setdefault(name, []).append(figures)
+    print(f"  {name:9s} {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  p99 {figures['p99']:6.2f} ms", flush=True)
+
+
+def best(runs: list[dict]) -> dict:
+    return max(runs, key=lambda r: r["rps"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--db", type=int, default=11, help="an empty Redis database; flushed at the end")
+    args = parser.parse_args()
+    url = f"redis://127.0.0.1:6379/{args.db}"
+    store = redis.Redis.from_url(url)
+    if store.dbsize():
+        sys.exit(f"Redis db {args.db} is not empty; pick an empty one with --db")
+    case = bench_case()
+    procs, handle = [], None
+    try:
+        key, pid, body = load_patient(url, case)
+        print(f"patient: {resource_count(case)} resources, $everything {len(body)} bytes; "
+              f"gunicorn -w {args.workers} -k gthread --threads {args.threads}; wrk -t2 -c{args.connections} -d{args.seconds}s")
+        env = {"REDIS_URL": url, "GATEWAY_RATE_LIMIT": "100000000/minute", "BENCH_BODY_KEY": BODY_KEY}
+        gateway, gport = gunicorn("service.wsgi:app", env, args.workers, args.threads)
+        baseline, bport = gunicorn("baseline_app:app", env, args.workers, args.threads)
+        procs += [gateway, baseline]
+        handle, upstream_url = load_upstream(case_to_bundle(case))
+        path = f"/Patient/{pid}/$everything"
+        results: dict[str, list[dict]] = {}
+        for _ in range(args.rounds):
+            measure("gateway", f"http://127.0.0.1:{gport}{path}", {"X-API-Key": key}, args, results)
+            measure("baseline", f"http://127.0.0.1:{bport}{path}", {}, args, results)
+        measure("upstream", upstream_url, handle.auth_headers(), args, results)
+        total_rss, worker_rss = peak_rss_mb(gateway.pid)
+        g, b, u = best(results["gateway"]), best(results["baseline"]), best(results["upstream"])
+        print(f"gateway / baseline: {g['rps'] / b['rps']:.2f} (target >= 0.7)   gateway / upstream: {g['rps'] / u['rps']:.1f} (target >= 10)")
+        print(f"gateway peak RSS: {total_rss:.0f} MB for master + {args.workers} workers, largest worker {worker_rss:.0f} MB")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        if handle is not None:
+            from scripts.fhir_server import stop
+
+            stop(handle)
+        store.flushdb()
+
+
+if __name__ == "__main__":
+    main()
