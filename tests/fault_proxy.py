@@ -37,6 +37,8 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.delay = 0.0
         self.down = False
+        self.drop_after_forward = 0  # next N requests reach the server, but the answer is lost (connection cut)
+        self.slow_next: list[float] = []  # seconds to stall each of the next requests before forwarding
         self.log: list[tuple[float, str, str, int]] = []  # (time, method, path without query, status)
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
@@ -89,11 +91,23 @@ class FaultProxy:
                     return
                 if proxy.delay:
                     time.sleep(proxy.delay)
+                with proxy._lock:
+                    stall = proxy.slow_next.pop(0) if proxy.slow_next else 0.0
+                if stall:
+                    time.sleep(stall)
                 fault = proxy._next_fault()
                 if fault:
                     proxy._record(self.command, self.path, fault.status)
                     return self._answer(fault.status, fault.headers, fault.body)
                 status, headers, data = self._forward(body)
+                with proxy._lock:
+                    drop = proxy.drop_after_forward > 0
+                    proxy.drop_after_forward -= int(drop)
+                if drop:
+                    proxy.log.append((time.time(), self.command, self.path.split("?")[0], -1))
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # the write happened upstream; the client never hears of it
+                    return
                 proxy._record(self.command, self.path, status)
                 self._answer(status, headers, data)
 

@@ -3,6 +3,7 @@ or behind the fault-injecting proxy), real Redis. Slow-ish, marked `faults`, run
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rq.job import Job
@@ -13,6 +14,11 @@ from fhir_server_fixture import fhir_server_mod
 from test_sync_helpers import (FAST_ENV, enqueue, job_view, kill_hard, run_jobs, server_counts, start_worker,  # noqa: F401
                                stop_worker, store_case, sync_env, wait_for)
 from test_sync_push_pull import BOTH, EXPECTED
+from reliability import record
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
 
 pytestmark = pytest.mark.faults
 
@@ -50,10 +56,14 @@ def test_upstream_down_then_up_job_is_retried_and_completes(client, redis_client
     failed_once = wait_for(lambda: (v := job_view(client, job_id))["retriesLeft"] < 6 and v, 20, what="a failed attempt")
     assert failed_once["status"] in ("queued", "started") and "UpstreamUnavailable" in (failed_once.get("error") or "UpstreamUnavailable")
     restarted = fhir_server_mod.start(port=own_server.port, data_dir=own_server.data_dir)
+    up_at = time.monotonic()
     own_server.process = restarted.process
     view = wait_for(lambda: (v := job_view(client, job_id))["status"] in ("finished", "failed") and v, 40, what="the job")
     assert view["status"] == "finished", view
-    assert server_counts(FhirTestServer(base_url=own_server.base_url)) == EXPECTED[SEED_CASES[0]]
+    held = server_counts(FhirTestServer(base_url=own_server.base_url))
+    assert held == EXPECTED[SEED_CASES[0]]
+    record("Upstream FHIR server down during a push, then back", "sekmet stopped before the job, restarted on the same port and data",
+           _counts(EXPECTED[SEED_CASES[0]]), _counts(held), time.monotonic() - up_at, "upstream-down-up")
 
 
 def test_job_that_exhausts_retries_is_failed_with_a_reason_and_can_be_requeued(client, redis_client, fhir_isolated, sync_env):
@@ -84,7 +94,10 @@ def test_429_with_retry_after_is_waited_out_inside_a_push(client, redis_client, 
         (t1, *_), (t2, *_), (t3, _, _, ok) = proxy.log[:3]
         assert [entry[3] for entry in proxy.log[:2]] == [429, 429] and ok == 200
         assert t2 - t1 >= 0.95 and t3 - t2 >= 0.95  # the client waited as told
-    assert server_counts(fhir_isolated.server) == EXPECTED[SEED_CASES[1]]
+    held = server_counts(fhir_isolated.server)
+    assert held == EXPECTED[SEED_CASES[1]]
+    record("Upstream throttling", "proxy answers 429 with Retry-After: 1, twice", _counts(EXPECTED[SEED_CASES[1]]),
+           _counts(held), t3 - t1, "upstream-429")
 
 
 def test_worker_killed_mid_job_is_rerun_by_the_next_worker_and_the_upstream_ends_exact(
@@ -99,19 +112,24 @@ def test_worker_killed_mid_job_is_rerun_by_the_next_worker_and_the_upstream_ends
         total = sum(BOTH.values())
         wait_for(lambda: 12 <= (job_view(client, job_id)["progress"]["done"] or 0), 60, 0.05, "progress")
         kill_hard(first)
+        killed_at = time.monotonic()
         view = job_view(client, job_id)
         assert view["status"] == "started" and view["progress"]["done"] < total
         proxy.delay = 0
         workers(env, "w-restarted")
         done = wait_for(lambda: (v := job_view(client, job_id))["status"] in ("finished", "failed") and v, 60, what="re-run")
         assert done["status"] == "finished", done
+        recovered = time.monotonic() - killed_at
         assert Job.fetch(job_id, connection=redis_client).meta["abandoned_runs"] == 1
-        assert server_counts(fhir_isolated.server) == BOTH
+        held = server_counts(fhir_isolated.server)
+        assert held == BOTH
         # Exact: every upstream copy equals ours, so a fresh push of everything finds nothing to do.
         redis_client.delete("sync:default:push-wm")
         check = enqueue(client, "/sync/push", {})
         result = wait_for(lambda: job_view(client, check).get("result"), 30, what="check push")
         assert result["unchanged"] == total and result["created"] == result["updated"] == 0
+    record("Worker SIGKILLed mid-push, restarted", "SIGKILL of the worker and its children after 12 resources", _counts(BOTH),
+           _counts(held) + "; re-push: all unchanged", recovered, "worker-killed")
 
 
 def test_two_workers_share_the_queue_without_interleaving_a_patients_writes(
@@ -127,7 +145,10 @@ def test_two_workers_share_the_queue_without_interleaving_a_patients_writes(
         views = [wait_for(lambda j=j: (v := job_view(client, j))["status"] in ("finished", "failed") and v, 90, what=j)
                  for j in job_ids]
         assert [v["status"] for v in views] == ["finished"] * 4
-    assert server_counts(fhir_isolated.server) == BOTH
+    held = server_counts(fhir_isolated.server)
+    assert held == BOTH
+    record("Two workers, overlapping jobs for the same patients", "two python -m workers on one queue, 4 jobs (2 for one patient)",
+           _counts(BOTH), _counts(held), None, "two-workers")
     jobs = [Job.fetch(j, connection=redis_client) for j in job_ids]
     assert {job.worker_name for job in jobs} == {"w-one", "w-two"}
     windows = [(pid, start, end, job.id) for job in jobs for pid, start, end in job.meta["lock_windows"]]
@@ -136,3 +157,52 @@ def test_two_workers_share_the_queue_without_interleaving_a_patients_writes(
             if pid == other_pid and owner != other_owner:
                 assert end <= other_start or other_end <= start, "two jobs wrote the same patient at once"
     assert sum(v["result"]["created"] for v in views) == sum(BOTH.values())
+
+
+def test_500s_timeouts_and_lost_answers_during_a_push_end_exact(client, redis_client, fhir_isolated, sync_env):
+    """The dangerous case: the upstream applied a transaction but its answer was lost; the retry must not duplicate."""
+    with FaultProxy(fhir_isolated.base_url) as proxy:
+        sync_env(proxy.base_url, SYNC_HTTP_ATTEMPTS="6", SYNC_READ_TIMEOUT="1", SYNC_BATCH_SIZE="10")
+        store_case(client, SEED_CASES[1])
+        proxy.fail_next(2, 500)
+        proxy.slow_next = [0, 0, 1.5]
+        proxy.drop_after_forward = 2
+        started = time.monotonic()
+        job_id = enqueue(client, "/sync/push", {})
+        run_jobs(redis_client)
+        elapsed = time.monotonic() - started
+        view = job_view(client, job_id)
+        assert view["status"] == "finished", view
+        statuses = [entry[3] for entry in proxy.log]
+        assert statuses.count(500) == 2 and statuses.count(-1) == 2
+    held = server_counts(fhir_isolated.server)
+    assert held == EXPECTED[SEED_CASES[1]]
+    record("Upstream 500s, a stalled answer and lost answers", "proxy: 2 x 500, one 1.5 s stall (read timeout 1 s), 2 answers cut after the server applied them",
+           _counts(EXPECTED[SEED_CASES[1]]), _counts(held), elapsed, "upstream-flaky")
+
+
+def test_upstream_killed_mid_push_and_restarted_ends_exact(client, redis_client, own_server, sync_env, workers):
+    from fhir_server_fixture import FhirTestServer
+
+    with FaultProxy(own_server.base_url) as proxy:
+        env = sync_env(proxy.base_url, SYNC_BATCH_SIZE="3")
+        for name in SEED_CASES:
+            store_case(client, name)
+        proxy.delay = 0.1  # long enough to kill the server between two batches
+        workers(env, "w-upstream-killed")
+        job_id = enqueue(client, "/sync/push", {})
+        wait_for(lambda: 9 <= (job_view(client, job_id)["progress"]["done"] or 0), 60, 0.05, "progress")
+        own_server.process.kill()  # SIGKILL: no orderly shutdown of the FHIR server
+        own_server.process.wait()
+        killed_at = time.monotonic()
+        time.sleep(1.0)
+        restarted = fhir_server_mod.start(port=own_server.port, data_dir=own_server.data_dir)
+        own_server.process = restarted.process
+        proxy.delay = 0
+        view = wait_for(lambda: (v := job_view(client, job_id))["status"] in ("finished", "failed") and v, 90, what="the job")
+        assert view["status"] == "finished", view
+        recovered = time.monotonic() - killed_at
+    held = server_counts(FhirTestServer(base_url=own_server.base_url))
+    assert held == BOTH
+    record("Upstream FHIR server killed mid-push, restarted", "SIGKILL of sekmet after 9 resources pushed, restart after 1 s",
+           _counts(BOTH), _counts(held), recovered, "upstream-killed")
