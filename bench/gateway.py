@@ -120,7 +120,17 @@ def load_upstream(bundle: dict):
 def measure(name: str, url: str, headers: dict, args, results: dict) -> None:
     figures = wrk(url, headers, args.seconds, args.connections)
     results.setdefault(name, []).append(figures)
-    print(f"  {name:9s} {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  p99 {figures['p99']:6.2f} ms", flush=True)
+    print(f"  {name:24s} {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  p99 {figures['p99']:6.2f} ms", flush=True)
+
+
+def whatif(env: dict, path: str, key: str, args, results: dict, procs: list) -> None:
+    """The gateway with one more part of its pipeline removed each time, measured against the baseline again."""
+    for changes in ("keycache", "keycache,nolimit", "keycache,nolimit,noaudit"):
+        proc, port = gunicorn("whatif_app:app", {**env, "BENCH_WHATIF": changes}, args.workers, args.threads)
+        procs.append(proc)
+        measure(changes, f"http://127.0.0.1:{port}{path}", {"X-API-Key": key}, args, results)
+        proc.terminate()
+        proc.wait(10)
 
 
 def best(runs: list[dict]) -> dict:
@@ -135,6 +145,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--db", type=int, default=11, help="an empty Redis database; flushed at the end")
+    parser.add_argument("--whatif", action="store_true", help="also price auth, rate limit and audit (bench/whatif_app.py)")
     args = parser.parse_args()
     url = f"redis://127.0.0.1:6379/{args.db}"
     store = redis.Redis.from_url(url)
@@ -157,9 +168,13 @@ def main() -> None:
             measure("gateway", f"http://127.0.0.1:{gport}{path}", {"X-API-Key": key}, args, results)
             measure("baseline", f"http://127.0.0.1:{bport}{path}", {}, args, results)
         measure("upstream", upstream_url, handle.auth_headers(), args, results)
+        if args.whatif:
+            whatif(env, path, key, args, results, procs)
         total_rss, worker_rss = peak_rss_mb(gateway.pid)
         g, b, u = best(results["gateway"]), best(results["baseline"]), best(results["upstream"])
         print(f"gateway / baseline: {g['rps'] / b['rps']:.2f} (target >= 0.7)   gateway / upstream: {g['rps'] / u['rps']:.1f} (target >= 10)")
+        for name in [n for n in results if n not in ("gateway", "baseline", "upstream")]:
+            print(f"what if {name}: {best(results[name])['rps'] / b['rps']:.2f} x baseline")
         print(f"gateway peak RSS: {total_rss:.0f} MB for master + {args.workers} workers, largest worker {worker_rss:.0f} MB")
     finally:
         for proc in procs:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Flask, Response, current_app, request
-from rq import Queue
+from flask import Blueprint, Flask, Response, current_app, g, request
 
 from mappings.errors import CaseError, Issue
 from service.outcome import FHIR_JSON, error, fhir_response
@@ -13,7 +12,8 @@ from store import reads
 from store.references import patient_of
 from treatment_lines.aggregate import aggregate
 from treatment_lines.fhir_output import lines_to_fhir
-from workers.summaries import QUEUE, cached_summary, compute_treatment_lines
+from workers.queues import enqueue_summaries
+from workers.summaries import cached_summary
 
 bp = Blueprint("lines", __name__)
 
@@ -72,10 +72,7 @@ def enqueue_after_write(app: Flask) -> None:
 
     def hook(outcomes) -> None:
         patients = {patient_of(o.resource) for o in outcomes if o.resource is not None} - {None}
-        if not patients:
-            return
-        queue = Queue(QUEUE, connection=_client(), is_async=current_app.extensions["redis_mode"] != "in-process")
-        for pid in sorted(patients):
-            queue.enqueue(compute_treatment_lines, pid, job_id=None, result_ttl=3600, failure_ttl=86400)
+        if patients:
+            enqueue_summaries(_client(), patients, current_app.extensions["redis_mode"] != "in-process", g.get("request_id"))
 
     app.extensions["after_write"] = hook

@@ -6,7 +6,7 @@ import json
 import re
 from enum import Enum
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, request, g
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -49,14 +49,14 @@ def sync_push() -> Response:
     if patient and reads.read(_client(), "Patient", patient.split("/", 1)[1]) is None:
         return error(404, f"{patient} is not in the gateway store", "not-found", "patient")
     return _accepted(queues.enqueue(_client(), jobs.push, upstream, patient, is_async=not _inline(),
-                                    description=f"push to {upstream}"))
+                                    description=f"push to {upstream}", request_id=g.get("request_id")))
 
 
 @bp.post("/sync/pull")
 def sync_pull() -> Response:
     upstream, patient = _sync_request()
     return _accepted(queues.enqueue(_client(), jobs.pull, upstream, patient, is_async=not _inline(),
-                                    description=f"pull from {upstream}"))
+                                    description=f"pull from {upstream}", request_id=g.get("request_id")))
 
 
 @bp.get("/jobs/<job_id>")
@@ -102,7 +102,7 @@ def resolve_conflict(cid: str) -> Response:
     patient = f"Patient/{entry['patient']}" if entry.get("patient") else None
     # The next push of the patient carries the chosen side over (see workers/conflicts.py).
     return _accepted(queues.enqueue(_client(), jobs.push, entry["upstream"], patient, is_async=not _inline(),
-                                    description=f"push to {entry['upstream']} (resolve {cid})"))
+                                    description=f"push to {entry['upstream']} (resolve {cid})", request_id=g.get("request_id")))
 
 
 def describe(job: Job) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from conftest import DATA, load_case
-from workers.summaries import QUEUE
+from workers.queues import SUMMARIES_QUEUE as QUEUE
 
 
 def _store(client, name: str) -> str:

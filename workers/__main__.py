@@ -1,4 +1,4 @@
-"""`python -m workers`: an RQ worker on the sync queue that also re-runs jobs abandoned by dead workers.
+"""`python -m workers`: an RQ worker on the sync and summaries queues that also re-runs jobs abandoned by dead workers.
 
     python -m workers [--url REDIS_URL] [--burst] [--name NAME]
 """
@@ -13,7 +13,7 @@ import redis
 from rq import Worker
 
 from workers import defaults, sweep
-from workers.queues import queue
+from workers.queues import queue, summaries_queue
 
 log = logging.getLogger("workers")
 
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="quit when the queue is empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from service import logs
+
+    logs.configure()
     client = redis.Redis.from_url(args.url)
     requeued = sweep.requeue_abandoned(client)
     if requeued:
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_sweep_forever, args=(args.url, defaults.setting("SYNC_SWEEP_SECONDS"), stop),
                      name="sweep", daemon=True).start()
     try:
-        Worker([queue(client)], connection=client, name=args.name).work(burst=args.burst, with_scheduler=True)
+        Worker([queue(client), summaries_queue(client)], connection=client, name=args.name).work(
+            burst=args.burst, with_scheduler=True)
     finally:
         stop.set()
     return 0

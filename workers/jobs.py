@@ -31,7 +31,7 @@ def push(upstream_name: str, patient: str | None = None) -> dict:
     else:
         pids = reads.patients_changed_since(client, sync_state.push_watermark(client, upstream_name))
     progress.set_total(sum(client.zcard(keys.members(pid)) for pid in pids))
-    log.info("job %s: push to %s, %d patient(s)", job.id, upstream_name, len(pids))
+    log.info("job %s: push to %s, %d patient(s)", job.id, upstream_name, len(pids), extra=_context(job))
     batch = defaults.setting("SYNC_BATCH_SIZE")
     with JobLease(client, job.id) as lease:
         for pid in pids:
@@ -48,13 +48,18 @@ def pull(upstream_name: str, patient: str | None = None) -> dict:
     """Pull what changed upstream since the watermark: for one patient ('Patient/<id>') or for all."""
     job = get_current_job()
     client, fhir, summary, progress = job.connection, FhirClient(resolve(upstream_name)), Summary(), Progress()
-    log.info("job %s: pull from %s", job.id, upstream_name)
+    log.info("job %s: pull from %s", job.id, upstream_name, extra=_context(job))
     with JobLease(client, job.id) as lease:
         pull_module.pull(client, fhir, _pid(patient) if patient else None, summary, progress,
                          defaults.setting("SYNC_BATCH_SIZE"), defaults.setting("SYNC_PULL_OVERLAP_SECONDS"),
                          lease.patient, job.id)
         progress.note("lock_windows", lease.lock_windows)
     return _finish(job.id, "pull", summary, fhir)
+
+
+def _context(job) -> dict:
+    """Log fields that tie a job's lines to the HTTP request that queued it."""
+    return {"job": job.id, "request_id": (job.meta or {}).get("request_id")}
 
 
 def _pid(patient: str) -> str:

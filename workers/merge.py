@@ -16,6 +16,7 @@ from store import keys
 from store.bundle_plan import plan_bundle
 from store.references import patient_of, rewrite_references
 from store.writes import TransactionFailed, apply_entries
+from workers.queues import enqueue_summaries
 from workers import conflicts, sync_state
 from workers.results import Summary
 from workers.sync_state import Baseline, content, content_hash
@@ -157,6 +158,9 @@ def _write(client: redis.Redis, upstream: str, writes: list[tuple[dict, dict, st
         setattr(summary, kind, getattr(summary, kind) + 1)
         baselines[f"{local['resourceType']}/{local['id']}"] = Baseline(_version(remote), content_hash(outcome.resource))
     sync_state.save_baselines(client, upstream, baselines)
+    written = {patient_of(o.resource) for o in outcomes if o.resource is not None} - {None}
+    if written:
+        enqueue_summaries(client, written)  # pulled changes get their treatment lines recomputed too
 
 
 def _valid_only(writes: list[tuple[dict, dict, str]], summary: Summary, base_url: str) -> list[tuple[dict, dict, str]]:

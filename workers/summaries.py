@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import redis
 
@@ -9,7 +10,8 @@ from store import patient_cache, reads
 from treatment_lines.engine import summarise
 from treatment_lines.rules import load_rules
 
-QUEUE = "summaries"
+log = logging.getLogger("workers.summaries")
+
 
 
 def variant() -> str:
@@ -33,4 +35,7 @@ def compute_treatment_lines(pid: str) -> dict:
     job = get_current_job()
     client = job.connection if job else redis.Redis()
     body, _, hit = cached_summary(client, pid)
-    return {"patient": pid, "cached": hit, "lines": len(json.loads(body)["lines"])}
+    lines = len(json.loads(body)["lines"])
+    log.info("treatment lines computed", extra={"job": job.id if job else None, "request_id": (job.meta or {}).get("request_id") if job else None,
+                                                 "lines": lines, "cached": hit})
+    return {"patient": pid, "cached": hit, "lines": lines}

@@ -1,0 +1,23 @@
+"""The gateway with parts of its request pipeline changed, to price each part (bench/gateway.py --whatif).
+
+BENCH_WHATIF is a comma list of: keycache (API keys looked up once per process, not per request),
+nolimit (rate limiter off), noaudit (no audit XADD). A measuring aid only, never a deployment.
+Run: gunicorn --pythonpath .,bench whatif_app:app
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+from service import auth, create_app
+
+CHANGES = set(filter(None, os.environ.get("BENCH_WHATIF", "").split(",")))
+if "keycache" in CHANGES:
+    auth._verify_api_key = functools.lru_cache(maxsize=1024)(auth._verify_api_key)
+app = create_app()
+if "nolimit" in CHANGES:
+    for limiter in app.extensions.get("limiter", ()):
+        limiter.enabled = False
+if "noaudit" in CHANGES:
+    app.after_request_funcs[None] = [f for f in app.after_request_funcs[None]
+                                     if getattr(f, "__module__", "") != "service.audit"]
