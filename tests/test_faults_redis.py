@@ -60,7 +60,7 @@ def own_redis():
 @pytest.fixture
 def gateway(own_redis):
     port = _free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{own_redis['port']}/0", "GATEWAY_PORT": str(port),
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{own_redis['port']}/0", "GATEWAY_PORT": str(port), "GATEWAY_EMBEDDED_STACK": "0",
            "GATEWAY_API_KEYS": api_keys_config(), "GATEWAY_RATE_LIMIT": "100000/minute"}
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -114,7 +114,7 @@ def two_gateways(redis_url, redis_client):
     procs, urls = [], []
     for _ in range(2):
         port = _free_port()
-        env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config()}
+        env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_EMBEDDED_STACK": "0", "GATEWAY_API_KEYS": api_keys_config()}
         procs.append(subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         urls.append(f"http://127.0.0.1:{port}")

@@ -55,7 +55,7 @@ def gateway(redis_url):
     """`python -m service` on a free port, with both seed cases stored over HTTP: {case: (url, summary)}."""
     redis.Redis.from_url(redis_url).flushdb()
     port = _free_port()
-    env = dict(os.environ, REDIS_URL=redis_url, GATEWAY_PORT=str(port), GATEWAY_API_KEYS=api_keys_config(),
+    env = dict(os.environ, REDIS_URL=redis_url, GATEWAY_PORT=str(port), GATEWAY_API_KEYS=api_keys_config(), GATEWAY_EMBEDDED_STACK="0",
                GATEWAY_RATE_LIMIT="100000/minute")
     log = (ARTIFACTS / "timeline-gateway.log")
     ARTIFACTS.mkdir(exist_ok=True)
