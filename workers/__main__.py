@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_sweep_forever, args=(args.url, defaults.setting("SYNC_SWEEP_SECONDS"), stop),
                      name="sweep", daemon=True).start()
     try:
-        Worker([queue(client), summaries_queue(client)], connection=client, name=args.name).work(
+        # log_job_description=False: a job description would print its arguments (patient references) to the log.
+        Worker([queue(client), summaries_queue(client)], connection=client, name=args.name, log_job_description=False).work(
             burst=args.burst, with_scheduler=True)
     finally:
         stop.set()
