@@ -44,9 +44,9 @@ class MapContext:
     def patient_ref(self) -> dict:
         return {"reference": self.urls["patient"]}
 
-    def time_extensions(self, start: Point, end: Point | None = None) -> list[dict]:
+    def time_extensions(self, start: Point, end: Point | None = None, length: dict | None = None) -> list[dict]:
         """The event-time extension plus cqf-relativeDateTime for a relative start, as a resource extension list."""
-        extensions = [fhir_time.event_time_extension(start, end)]
+        extensions = [fhir_time.event_time_extension(start, end, length)]
         extensions += self.relative_extensions(start)
         return extensions
 

@@ -72,14 +72,17 @@ def _point_value(name: str, point: Point) -> list[dict]:
     return [{"url": name, "valueDateTime": text}] if text else []
 
 
-def event_time_extension(start: Point, end: Point | None = None) -> dict:
-    """Our documented extension carrying frame, bounds and precision of an event, for every resource type."""
+def event_time_extension(start: Point, end: Point | None = None, length: dict | None = None) -> dict:
+    """Our documented extension carrying frame, bounds and precision of an event, for every resource type;
+    `length` (a case duration) keeps "for 9 months" exact even when both ends are open intervals."""
     parts = [{"url": "frame", "valueCode": start.frame}]
     parts += _point_value("start", start)
     parts.append({"url": "startPrecision", "valueCode": start.precision})
     if end is not None:
         parts += _point_value("end", end)
         parts.append({"url": "endPrecision", "valueCode": end.precision})
+    if length:
+        parts.append({"url": "duration", "valueDuration": duration(length["value"], length["unit"])})
     if start.approximate or (end is not None and end.approximate):
         parts.append({"url": "approximate", "valueBoolean": True})
     if start.text:

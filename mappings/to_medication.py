@@ -99,7 +99,8 @@ def _statement(ctx: MapContext, fact: dict, agent: dict, part: str, index: int |
         extensions.append({"url": COMBINED_URL, "valueReference": ctx.ref(other)})
     for partner in _regimen_partners(ctx, fact, part):
         extensions.append({"url": COMBINED_URL, "valueReference": {"reference": partner}})
-    extensions += ctx.time_extensions(start, end)
+    whole_fact = index is None and not fact.get("end")
+    extensions += ctx.time_extensions(start, end, fact.get("duration") if whole_fact else None)
     resource["extension"] = extensions
     last_step = index is None or index == len(fact.get("dosages", [])) - 1
     if fact.get("statusReason") and last_step:

@@ -36,7 +36,7 @@ def _base(ctx: MapContext, fact: dict, code: dict, category: str | None) -> dict
     resource["subject"] = ctx.patient_ref
     start = ctx.timeline.start(fact["id"])
     end = ctx.timeline.end(fact["id"])
-    resource["extension"] = ctx.time_extensions(start, end)
+    resource["extension"] = ctx.time_extensions(start, end, fact.get("duration"))
     resource.update(fhir_time.standard_time("effective", start, None, allow_age=False))
     return resource
 

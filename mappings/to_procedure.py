@@ -52,7 +52,7 @@ def to_fhir_procedure(ctx: MapContext, fact: dict) -> dict:
     used, particle_ext = _particles(fact.get("particles", []))
     extensions += particle_ext
     start, end = ctx.timeline.start(fact["id"]), ctx.timeline.end(fact["id"])
-    extensions += ctx.time_extensions(start, end)
+    extensions += ctx.time_extensions(start, end, None if fact.get("end") else fact.get("duration"))
     resource["extension"] = extensions
     if fact.get("statusReason"):
         reason = fact["statusReason"]

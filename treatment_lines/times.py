@@ -144,11 +144,21 @@ def relative_time(key: str, ext: dict) -> Relative | None:
     return Relative((key, "start"), (target, edge), lo, hi)
 
 
+def event_length(key: str, ext: dict) -> Relative | None:
+    """The event-time `duration` part: end = start + duration, exact even when both ends are open."""
+    part = next((p for p in ext.get("extension", []) if p.get("url") == "duration"), None)
+    days = quantity_days(part["valueDuration"]) if part and "valueDuration" in part else None
+    return Relative((key, "end"), (key, "start"), *days) if days else None
+
+
 def extension_times(key: str, extensions: list[dict]) -> tuple[list[Absolute], list[Relative]]:
     absolute, relative = [], []
     for ext in extensions or []:
         if ext.get("url") == EVENT_TIME_URL:
             absolute += event_time(key, ext)
+            length = event_length(key, ext)
+            if length:
+                relative.append(length)
         elif ext.get("url") == RELATIVE_URL:
             rel = relative_time(key, ext)
             if rel:
