@@ -10,10 +10,10 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from service.outcome import fhir_response
+from store.audit_log import STREAM, append
 from service.paging import page_params
 
 log = logging.getLogger("gateway.audit")
-STREAM = "audit:events"
 REQUEST_ID_SYSTEM = "https://oncology-gateway.example.org/fhir/NamingSystem/request-id"
 ACTIONS = {"GET": "R", "POST": "C", "PUT": "U", "DELETE": "D"}
 bp = Blueprint("audit", __name__)
@@ -74,7 +74,7 @@ def install(app: Flask) -> None:
     def record(response: Response) -> Response:
         if _touches_patient_data(request.path) and response.status_code not in (401,):
             try:
-                current_app.extensions["redis"].xadd(STREAM, {"event": json.dumps(audit_event(response.status_code))})
+                append(current_app.extensions["redis"], audit_event(response.status_code))
             except redis.RedisError:
                 log.error("audit event could not be recorded")
         return response

@@ -14,11 +14,12 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from workers.sync_keys import UPSTREAM_ERRORS
+
 REQUESTS = Counter("gateway_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("gateway_request_seconds", "HTTP request latency", ["route"],
                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 CACHE = Counter("gateway_patient_cache_total", "Patient view cache lookups", ["result"])
-UPSTREAM_ERRORS_KEY = "metrics:upstream-errors"  # hash: upstream name -> count, written by workers
 bp = Blueprint("metrics", __name__)
 
 
@@ -40,7 +41,7 @@ class QueueCollector:
                 lengths.add_metric([queue.name], queue.count)
                 for state, registry in (("started", StartedJobRegistry), ("finished", FinishedJobRegistry), ("failed", FailedJobRegistry)):
                     jobs.add_metric([queue.name, state], registry(queue=queue).count)
-            for name, count in self.client.hgetall(UPSTREAM_ERRORS_KEY).items():
+            for name, count in self.client.hgetall(UPSTREAM_ERRORS).items():
                 errors.add_metric([name.decode()], float(count))
         except redis.RedisError:
             pass

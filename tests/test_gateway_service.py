@@ -57,3 +57,17 @@ def test_capability_statement_lists_what_is_really_served(client):
     for rtype, resource in by_type.items():
         if any(i["code"] == "search-type" for i in resource["interaction"]):
             assert client.get(f"/{rtype}?_count=1").status_code == 200, rtype
+
+
+def test_without_a_local_redis_a_private_redis_server_is_started(monkeypatch):
+    """Embedded defaults, second fallback: no REDIS_URL, nothing on localhost:6379, a redis-server binary."""
+    import shutil
+
+    import pytest
+    from service import redis_conn
+
+    if not shutil.which("redis-server"):
+        pytest.skip("needs the redis-server binary")
+    monkeypatch.setattr(redis_conn, "LOCAL_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    client, mode, url = redis_conn.connect(None)
+    assert mode == "private" and url.startswith("redis://127.0.0.1:") and client.ping()

@@ -54,6 +54,7 @@ class FhirClient:
         self.auth = make_auth(upstream)
         self.sleep = sleep
         self.requests_made = 0
+        self.errors_seen = 0  # failed attempts (connection errors, 408/429/5xx), for the upstream-errors metric
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -97,6 +98,7 @@ class FhirClient:
                     return self._checked(answer, method, url)
                 reason, wait = f"HTTP {answer.status_code}", self._retry_after(answer) or self._backoff(attempt)
             attempt += 1
+            self.errors_seen += 1
             if attempt < self.settings.attempts:
                 log.warning("%s %s %s: %s; retrying in %.1fs", self.upstream.name, method, _rtype(url), reason, wait)
                 self.sleep(wait)

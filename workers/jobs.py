@@ -6,16 +6,20 @@ Everything a job writes is idempotent, so a retry or a re-run after a crash repe
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
+import redis
+
 from rq import get_current_job
 
-from store import keys, reads
+from store import audit_log, keys, reads
 from workers import defaults, pull as pull_module, push as push_module, sync_state
 from workers.fhir_client import FhirClient
 from workers.locks import JobLease
 from workers.results import Progress, Summary
+from workers.sync_keys import UPSTREAM_ERRORS
 from workers.upstreams import resolve
 
 log = logging.getLogger("workers.jobs")
@@ -33,12 +37,13 @@ def push(upstream_name: str, patient: str | None = None) -> dict:
     progress.set_total(sum(client.zcard(keys.members(pid)) for pid in pids))
     log.info("job %s: push to %s, %d patient(s)", job.id, upstream_name, len(pids), extra=_context(job))
     batch = defaults.setting("SYNC_BATCH_SIZE")
-    with JobLease(client, job.id) as lease:
-        for pid in pids:
-            with lease.patient(pid):
-                push_module.push_patient(client, fhir, pid, summary, progress, batch, job.id)
-            summary.patients += 1
-        progress.note("lock_windows", lease.lock_windows)
+    with _accounted(job, "push", upstream_name, pids, fhir, summary):
+        with JobLease(client, job.id) as lease:
+            for pid in pids:
+                with lease.patient(pid):
+                    push_module.push_patient(client, fhir, pid, summary, progress, batch, job.id)
+                summary.patients += 1
+            progress.note("lock_windows", lease.lock_windows)
     if not patient and not summary.errors:
         sync_state.save_push_watermark(client, upstream_name, started_ms)
     return _finish(job.id, "push", summary, fhir)
@@ -49,12 +54,30 @@ def pull(upstream_name: str, patient: str | None = None) -> dict:
     job = get_current_job()
     client, fhir, summary, progress = job.connection, FhirClient(resolve(upstream_name)), Summary(), Progress()
     log.info("job %s: pull from %s", job.id, upstream_name, extra=_context(job))
-    with JobLease(client, job.id) as lease:
-        pull_module.pull(client, fhir, _pid(patient) if patient else None, summary, progress,
-                         defaults.setting("SYNC_BATCH_SIZE"), defaults.setting("SYNC_PULL_OVERLAP_SECONDS"),
-                         lease.patient, job.id)
-        progress.note("lock_windows", lease.lock_windows)
+    with _accounted(job, "pull", upstream_name, [_pid(patient)] if patient else [], fhir, summary):
+        with JobLease(client, job.id) as lease:
+            pull_module.pull(client, fhir, _pid(patient) if patient else None, summary, progress,
+                             defaults.setting("SYNC_BATCH_SIZE"), defaults.setting("SYNC_PULL_OVERLAP_SECONDS"),
+                             lease.patient, job.id)
+            progress.note("lock_windows", lease.lock_windows)
     return _finish(job.id, "pull", summary, fhir)
+
+
+@contextlib.contextmanager
+def _accounted(job, kind: str, upstream_name: str, pids: list[str], fhir: FhirClient, summary: Summary):
+    """Every run of a sync job, finished or failed, leaves an AuditEvent and its upstream error count."""
+    ok = False
+    try:
+        yield
+        ok = not summary.errors
+    finally:
+        client = job.connection
+        try:
+            if fhir.errors_seen:
+                client.hincrby(UPSTREAM_ERRORS, upstream_name, fhir.errors_seen)
+            audit_log.append(client, audit_log.sync_event(kind, upstream_name, pids, ok, job.id, (job.meta or {}).get("request_id")))
+        except redis.RedisError:
+            log.error("job %s: could not record its audit event", job.id)
 
 
 def _context(job) -> dict:

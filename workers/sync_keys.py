@@ -30,3 +30,6 @@ def patient_lock(pid: str) -> str:
 
 def lease(job_id: str) -> str:
     return f"sync:lease:{job_id}"  # set while a job runs in a live worker; its absence marks an abandoned job
+
+
+UPSTREAM_ERRORS = "metrics:upstream-errors"  # hash: upstream name -> failed upstream attempts (read by /metrics)
