@@ -75,7 +75,7 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     if method not in ("POST", "PUT"):
         planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE)", "not-supported"))
         return planned
-    planned.issues += resource_issues(resource, f"{path}.resource")
+    planned.issues += _nulls(resource, f"{path}.resource") or resource_issues(resource, f"{path}.resource")
     if planned.issues:
         return planned
     planned.rtype = resource["resourceType"]
@@ -86,6 +86,20 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     else:
         _plan_put(planned, url)
     return planned
+
+
+def _nulls(node: object, path: str) -> list[Issue]:
+    """FHIR JSON never carries null for an element; fhir.resources would read it as absent and hide the error.
+    (Inside arrays null can be legal, aligning primitive values with their extensions, so arrays are left to it.)"""
+    issues = []
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    for key, value in children:
+        where = f"{path}[{key}]" if isinstance(node, list) else f"{path}.{key}"
+        if value is None and isinstance(node, dict):
+            issues.append(Issue(where, "null is not allowed in FHIR JSON: leave the element out", "structure"))
+        elif value is not None:
+            issues += _nulls(value, where)
+    return issues
 
 
 def _collection_method(resource: object) -> str:

@@ -188,3 +188,10 @@ def test_empty_bundle_gets_an_empty_response_bundle(client, btype):
     """Found by the schemathesis contract test: an empty Bundle used to raise a 500."""
     body = post(client, {"resourceType": "Bundle", "type": btype, "entry": []}).get_json()
     assert body["type"] in ("transaction-response", "batch-response") and body["entry"] == []
+
+
+def test_null_elements_are_rejected_not_read_as_absent(client, redis_client):
+    """Found by the hypothesis bundle test: `"identifier": null` passed fhir.resources and crashed the write."""
+    bundle = _two_entry_bundle()
+    bundle["entry"][12]["resource"]["identifier"] = None
+    _bad(client, redis_client, bundle, 400, ["Bundle.entry[12].resource.identifier"])
