@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,7 +55,8 @@ def _check(response) -> None:
         assert body["resourceType"] == "OperationOutcome" and body["issue"]
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=not os.environ.get("FUZZ_RANDOM"))  # CI replays fixed examples; FUZZ_RANDOM=1 explores
 @given(data=st.data())
 def test_generated_case_documents_never_cause_a_500(app, data):
     client = authorised_client(app)
@@ -63,7 +65,8 @@ def test_generated_case_documents_never_cause_a_500(app, data):
     _check(client.post("/cases/$validate", data=json.dumps(document), content_type="application/json"))
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=not os.environ.get("FUZZ_RANDOM"))  # CI replays fixed examples; FUZZ_RANDOM=1 explores
 @given(data=st.data())
 def test_generated_bundles_are_applied_whole_or_not_at_all(app, redis_client, data):
     client = authorised_client(app)
