@@ -117,7 +117,15 @@ def load_upstream(bundle: dict):
     return handle, url
 
 
+def warm(url: str, headers: dict, requests: int = 20) -> None:
+    """A few requests first, so that every worker has booted and connected before wrk starts the clock."""
+    for _ in range(requests):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+            response.read()
+
+
 def measure(name: str, url: str, headers: dict, args, results: dict) -> None:
+    warm(url, headers)
     figures = wrk(url, headers, args.seconds, args.connections)
     results.setdefault(name, []).append(figures)
     print(f"  {name:24s} {figures['rps']:8.0f} req/s  p50 {figures['p50']:6.2f} ms  p99 {figures['p99']:6.2f} ms", flush=True)

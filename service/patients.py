@@ -10,7 +10,6 @@ from service.metrics import record_cache
 from service.outcome import FHIR_JSON, error, fhir_response
 from service.paging import base_url, searchset
 from store import patient_cache, reads
-from store.search import check_params
 
 bp = Blueprint("patients", __name__)
 # Order of types in $everything: the patient first, then the clinical record, then the rest alphabetically.

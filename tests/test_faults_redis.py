@@ -3,32 +3,22 @@ recovers by itself without a restart, and with AOF no acknowledged write is lost
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import redis
 import requests
 
-from conftest import TEST_API_KEY, api_keys_config
+from conftest import TEST_API_KEY
+from live_gateway import free_port, live_gateway
 from reliability import record
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.faults
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_redis(port: int, data_dir: str) -> subprocess.Popen:
@@ -49,7 +39,7 @@ def _start_redis(port: int, data_dir: str) -> subprocess.Popen:
 def own_redis():
     if not shutil.which("redis-server"):
         pytest.skip("needs the redis-server binary")
-    port, data_dir = _free_port(), tempfile.mkdtemp(prefix="fault-redis-")
+    port, data_dir = free_port(), tempfile.mkdtemp(prefix="fault-redis-")
     state = {"proc": _start_redis(port, data_dir), "port": port, "dir": data_dir}
     yield state
     state["proc"].kill()
@@ -59,20 +49,8 @@ def own_redis():
 
 @pytest.fixture
 def gateway(own_redis):
-    port = _free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{own_redis['port']}/0", "GATEWAY_PORT": str(port), "GATEWAY_EMBEDDED_STACK": "0",
-           "GATEWAY_API_KEYS": api_keys_config(), "GATEWAY_RATE_LIMIT": "100000/minute"}
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    with live_gateway(f"redis://127.0.0.1:{own_redis['port']}/0") as base:
+        yield base
 
 
 def _observation_bundle(n: int) -> dict:

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
-from conftest import TEST_API_KEY, api_keys_config, load_case
+from conftest import TEST_API_KEY, load_case
+from live_gateway import REPO, live_gateway
 from mappings.case_bundle import case_to_bundle
 
-REPO = Path(__file__).resolve().parent.parent
 NAME, BIRTH, MRN = ("Maribel", "Quintanilla-Ortega"), "1958-07-23", "MRN-7730-4411"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ehr_bundle() -> dict:
@@ -41,21 +32,17 @@ def _ehr_bundle() -> dict:
 
 
 def test_seed_flow_logs_no_patient_identifiers_names_or_birth_data(redis_url, redis_client, fhir_isolated, tmp_path):
-    port = _free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config(),
-           "GATEWAY_EMBEDDED_STACK": "0", "SYNC_UPSTREAM_URL": fhir_isolated.base_url, "SYNC_SWEEP_SECONDS": "1",
-           "PYTHONUNBUFFERED": "1"}
+    sync = {"SYNC_UPSTREAM_URL": fhir_isolated.base_url, "SYNC_SWEEP_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
     gateway_log, worker_log = tmp_path / "gateway.log", tmp_path / "worker.log"
     with gateway_log.open("wb") as g_out, worker_log.open("wb") as w_out:
-        gateway = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=g_out, stderr=subprocess.STDOUT)
-        worker = subprocess.Popen([sys.executable, "-m", "workers", "--url", redis_url], cwd=REPO, env=env, stdout=w_out,
-                                  stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "-m", "workers", "--url", redis_url], cwd=REPO, env={**os.environ, **sync},
+                                  stdout=w_out, stderr=subprocess.STDOUT)
         try:
-            patients = _run_flow(f"http://127.0.0.1:{port}")
+            with live_gateway(redis_url, g_out, **sync) as base:
+                patients = _run_flow(base)
         finally:
-            for proc in (gateway, worker):
-                proc.terminate()
-                proc.wait(timeout=20)
+            worker.terminate()
+            worker.wait(timeout=20)
     lines = gateway_log.read_text().splitlines() + worker_log.read_text().splitlines()
     assert len(lines) > 20, "the flow should have logged its requests and jobs"
     case_ids = [load_case(n)["caseId"] for n in ("case1-vipoma", "case2-insulinoma")]
@@ -68,12 +55,6 @@ def test_seed_flow_logs_no_patient_identifiers_names_or_birth_data(redis_url, re
 def _run_flow(base: str) -> list[str]:
     session = requests.Session()
     session.headers.update({"X-API-Key": TEST_API_KEY})
-    for _ in range(100):
-        try:
-            if session.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
     fhir = {"Content-Type": "application/fhir+json"}
     ehr = session.post(f"{base}/Bundle", data=json.dumps(_ehr_bundle()), headers=fhir).json()
     patients = [ehr["entry"][0]["fullUrl"].split("/")[1]]

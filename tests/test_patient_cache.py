@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import TEST_API_KEY, load_case, api_keys_config
+from conftest import TEST_API_KEY, load_case
+from live_gateway import live_gateway
 from mappings.case_bundle import case_to_bundle
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _store_case(client, name="case1-vipoma") -> str:
@@ -103,32 +98,10 @@ def test_bad_everything_parameters_get_operation_outcome(client):
     assert client.get("/Patient/nobody/$everything").status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def two_gateways(redis_url, redis_client):
-    procs, urls = [], []
-    for _ in range(2):
-        port = _free_port()
-        env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_EMBEDDED_STACK": "0", "GATEWAY_API_KEYS": api_keys_config()}
-        procs.append(subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        urls.append(f"http://127.0.0.1:{port}")
-    for url in urls:
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-    yield urls
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with live_gateway(redis_url) as first, live_gateway(redis_url) as second:
+        yield first, second
 
 
 def test_two_gateway_processes_sharing_redis_never_serve_stale_bundles(two_gateways):

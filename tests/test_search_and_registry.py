@@ -10,7 +10,6 @@ import time
 import pytest
 
 from conftest import load_case
-from mappings.case_bundle import case_to_bundle
 
 SCT = "http://snomed.info/sct"
 

@@ -2,7 +2,6 @@
 or behind the fault-injecting proxy), real Redis. Slow-ish, marked `faults`, run by default."""
 from __future__ import annotations
 
-import json
 import time
 
 import pytest

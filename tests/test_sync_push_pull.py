@@ -9,7 +9,6 @@ import pytest
 from conftest import SEED_CASES
 from test_sync_helpers import (CLINICAL_TYPES, enqueue, job_view, run_jobs, server_counts, store_case,  # noqa: F401
                                sync_env)
-from workers import sync_state
 
 EXPECTED = {"case1-vipoma": {"Patient": 1, "Condition": 8, "Procedure": 4, "MedicationStatement": 4, "Observation": 16, "Provenance": 1},
             "case2-insulinoma": {"Patient": 1, "Condition": 13, "Procedure": 7, "MedicationStatement": 8, "Observation": 7, "Provenance": 1}}

@@ -1,0 +1,49 @@
+"""A real gateway process for tests: `python -m service` on a free port, gateway only, on the test Redis."""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterator
+
+import requests
+
+from conftest import api_keys_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(base: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the gateway at {base} did not become healthy")
+
+
+@contextlib.contextmanager
+def live_gateway(redis_url: str, output: IO | int = subprocess.DEVNULL, **env: str) -> Iterator[str]:
+    """Yields the base URL; the test API key works; extra env overrides (e.g. SYNC_UPSTREAM_URL)."""
+    port = free_port()
+    full_env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config(),
+                "GATEWAY_EMBEDDED_STACK": "0", "GATEWAY_RATE_LIMIT": "100000/minute", "PYTHONUNBUFFERED": "1", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=full_env, stdout=output, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
