@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -65,18 +66,39 @@ def _verify_jwt(token: str) -> Principal:
     return Principal(str(claims.get("client_id") or claims["sub"]), frozenset(granted), "jwt")
 
 
+@lru_cache(maxsize=8)
+def _parse_keys(raw: str) -> dict[str, dict]:
+    return {e["sha256"]: e for e in json.loads(raw)}
+
+
 def _configured_keys() -> dict[str, dict]:
     raw = current_app.config.get("API_KEYS") or "[]"
-    entries = json.loads(raw) if isinstance(raw, str) else raw
-    return {e["sha256"]: e for e in entries}
+    return _parse_keys(raw) if isinstance(raw, str) else {e["sha256"]: e for e in raw}
+
+
+# Keys kept in Redis are remembered by each process for a few seconds: a lookup per request would double the
+# Redis round trips of a cached read. A revoked key therefore stops working within KEY_CACHE_SECONDS.
+KEY_CACHE_SECONDS = 5.0
+_key_cache: dict[str, tuple[float, dict | None]] = {}
+
+
+def _stored_key(digest: str) -> dict | None:
+    now = time.monotonic()
+    cached = _key_cache.get(digest)
+    if cached and now - cached[0] < KEY_CACHE_SECONDS:
+        return cached[1]
+    stored = current_app.extensions["redis"].hget(API_KEYS_HASH, digest)
+    entry = json.loads(stored) if stored else None
+    if entry is not None:  # unknown keys are not cached: a key created a moment ago works at once
+        if len(_key_cache) > 10000:
+            _key_cache.clear()
+        _key_cache[digest] = (now, entry)
+    return entry
 
 
 def _verify_api_key(raw_key: str) -> Principal:
     digest = key_hash(raw_key)
-    entry = _configured_keys().get(digest)
-    if entry is None:
-        stored = current_app.extensions["redis"].hget(API_KEYS_HASH, digest)
-        entry = json.loads(stored) if stored else None
+    entry = _configured_keys().get(digest) or _stored_key(digest)
     if entry is None:
         raise AuthError("unknown API key")
     return Principal(entry["client"], frozenset(entry["scopes"]), "api-key")
