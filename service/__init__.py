@@ -18,24 +18,30 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     _connect_redis(app)
+    _install_request_pipeline(app)
+    _register_blueprints(app)
+    _register_errors(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    # Imported here: the blueprints read app.extensions at request time, after create_app has filled them.
+    from service.audit import bp as audit_bp
     from service.bundles import bp as bundles_bp
     from service.cases import bp as cases_bp
+    from service.lines import bp as lines_bp, enqueue_after_write
     from service.meta import bp as meta_bp
+    from service.metrics import bp as metrics_bp
     from service.patients import bp as patients_bp
     from service.resources import bp as resources_bp
     from service.sync_api import bp as sync_bp
-
-    from service.audit import bp as audit_bp
-    from service.lines import bp as lines_bp, enqueue_after_write
-    from service.metrics import bp as metrics_bp
     from service.timeline_page import bp as timeline_bp
 
-    _install_request_pipeline(app)
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, audit_bp, metrics_bp, resources_bp, sync_bp, timeline_bp):
+    # The generic /<type>/<id> routes of `resources` go last so that every specific route is listed first.
+    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, timeline_bp, sync_bp, audit_bp, metrics_bp,
+                      resources_bp):
         app.register_blueprint(blueprint)
     enqueue_after_write(app)
-    _register_errors(app)
-    return app
 
 
 def _install_request_pipeline(app: Flask) -> None:
