@@ -17,8 +17,8 @@ def fact_identifier(case_id: str, fact_id: str, part: str | None = None) -> dict
 
 
 def identifier_token(identifier: dict) -> str:
-    """The search token 'system|value' used by conditional create/update."""
-    return f"{identifier['system']}|{identifier['value']}"
+    """The search token 'system|value' used by conditional create/update ('|value' when there is no system)."""
+    return f"{identifier.get('system', '')}|{identifier['value']}"
 
 
 def resource_id(identifier: dict) -> str:

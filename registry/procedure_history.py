@@ -8,7 +8,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 EVENT_TIME_URL = "https://oncology-gateway.example.org/fhir/StructureDefinition/event-time"
 RELATIVE_URL = "http://hl7.org/fhir/StructureDefinition/cqf-relativeDateTime"
@@ -179,13 +178,29 @@ def public(record_: dict) -> dict:
     return {k: v for k, v in record_.items() if not k.startswith("_")}
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection"); such a cell is
+# written with a leading apostrophe, which spreadsheets show as text. Plain numbers ("-3") stay as they are.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+
+
+def _cell(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(value):
+        value = "'" + value
+    # The writer quotes a field holding its line terminator ("\n") but not a bare CR, which a reader takes for a
+    # line end: the text after it would start a row of its own, formula included.
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def to_csv(records: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for r in records:
         first = r["_first_coding"]
-        writer.writerow({
+        writer.writerow({name: _cell(value) for name, value in {
             "patient": r["patient"], "procedure": r["procedure"], "identifier": r["identifier"], "category": r["category"],
             "category_source": r["category_source"], "code_system": first.get("system"), "code": first.get("code"),
             "code_display": first.get("display"), "text": r["code"]["text"], "intent": r["intent"],
@@ -194,5 +209,5 @@ def to_csv(records: list[dict]) -> str:
             "precision": r["time"]["precision"], "relative_to": r["time"]["relative_to"], "status": r["status"],
             "status_reason": r["statusReason"], "complications": "; ".join(c for c in r["complications"] if c),
             "sessions": r["sessions"],
-        })
+        }.items()})
     return out.getvalue()

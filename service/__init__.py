@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from mappings.errors import CaseError, FhirValidationError, Issue
 from service import config as config_module
 from service.outcome import error, outcome_response
+from store.db import DatabaseUnavailable
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -18,6 +19,7 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.from_mapping(config)
     _connect_redis(app)
+    _connect_database(app)
     _install_request_pipeline(app)
     _register_blueprints(app)
     _register_errors(app)
@@ -29,6 +31,7 @@ def _register_blueprints(app: Flask) -> None:
     from service.audit import bp as audit_bp
     from service.bundles import bp as bundles_bp
     from service.cases import bp as cases_bp
+    from service.extract import bp as extract_bp
     from service.lines import bp as lines_bp, enqueue_after_write
     from service.meta import bp as meta_bp
     from service.metrics import bp as metrics_bp
@@ -38,7 +41,7 @@ def _register_blueprints(app: Flask) -> None:
     from service.timeline_page import bp as timeline_bp
 
     # The generic /<type>/<id> routes of `resources` go last so that every specific route is listed first.
-    for blueprint in (meta_bp, cases_bp, bundles_bp, patients_bp, lines_bp, timeline_bp, sync_bp, audit_bp, metrics_bp,
+    for blueprint in (meta_bp, cases_bp, extract_bp, bundles_bp, patients_bp, lines_bp, timeline_bp, sync_bp, audit_bp, metrics_bp,
                       resources_bp):
         app.register_blueprint(blueprint)
     enqueue_after_write(app)
@@ -46,13 +49,15 @@ def _register_blueprints(app: Flask) -> None:
 
 def _install_request_pipeline(app: Flask) -> None:
     """Request id and log line, then authentication and scopes, then rate limits, then the audit trail."""
-    from service import audit, auth, logs, metrics, operator_ui, rate_limit
+    from service import audit, auth, headers, logs, metrics, operator_ui, rate_limit, request_limits
 
     logs.install(app)
     metrics.install(app)
     auth.install(app)
     rate_limit.install(app)
+    request_limits.install(app)
     audit.install(app)
+    headers.install(app)
     operator_ui.install(app)
 
 
@@ -65,6 +70,18 @@ def _connect_redis(app: Flask) -> None:
     app.extensions["redis"] = client
     app.extensions["redis_mode"] = mode
     app.extensions["redis_url"] = url
+
+
+def _connect_database(app: Flask) -> None:
+    from store import db
+
+    if "store" in app.extensions:
+        return
+    if app.config["REFERENCE_POLICY"] not in ("strict", "lenient"):
+        raise ValueError(f"GATEWAY_REFERENCE_POLICY must be strict or lenient, not {app.config['REFERENCE_POLICY']!r}")
+    url = app.config.get("DATABASE_URL") or db.default_url()
+    app.extensions["store"] = db.engine_for(url)
+    app.extensions["database_url"] = url
 
 
 def _register_errors(app: Flask) -> None:
@@ -85,6 +102,15 @@ def _register_errors(app: Flask) -> None:
         response = error(exc.code or 500, message, code)
         if exc.code == 429:
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or 60)
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # http.html: 405 names what is allowed
+        return response
+
+    @app.errorhandler(DatabaseUnavailable)
+    def database_down(exc: Exception):
+        logging.getLogger("gateway").error("database unavailable", extra={"error": type(exc).__name__})
+        response = outcome_response([Issue("$", "the database is unavailable and did not confirm the request; retry it", "transient")], 503)
+        response.headers["Retry-After"] = "2"
         return response
 
     @app.errorhandler(redis.ConnectionError)

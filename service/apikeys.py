@@ -11,14 +11,17 @@ import secrets
 
 import redis
 
-from service.auth import API_KEYS_HASH, key_hash
+from service.auth import API_KEYS_HASH, DEVELOPMENT_CLIENT, key_hash
 from service.config import from_environment
 from service.redis_conn import LOCAL_URL
 
 
 def create_key(client: redis.Redis, name: str, granted: list[str]) -> str:
+    if name == DEVELOPMENT_CLIENT:
+        # Stored keys of this client are refused by service.auth: the development key lives in process memory only.
+        raise ValueError(f"the client name {DEVELOPMENT_CLIENT!r} is reserved for the in-memory development key")
     raw = "ogk_" + secrets.token_urlsafe(32)
-    entry = {"client": name, "scopes": granted, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    entry = {"client": name, "scopes": granted, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     client.hset(API_KEYS_HASH, key_hash(raw), json.dumps(entry))
     return raw
 

@@ -1,17 +1,17 @@
-"""Audit: every read or write of patient data, and every sync request, recorded as a FHIR AuditEvent in a
-Redis stream (AOF-persisted with the rest of the store) and readable at GET /AuditEvent (admin scope)."""
+"""Audit: every request behind authentication, whatever its outcome (401, 403, 429, 4xx, 5xx included), recorded
+as a FHIR AuditEvent in the audit sink and readable at GET /AuditEvent (admin scope). Only the operator views'
+successful reads (/rq pages, /metrics scrapes, /cases/schema), which carry no patient data, go unrecorded."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 
-import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from service.outcome import fhir_response
-from store.audit_log import STREAM, append
 from service.paging import page_params
+from store import audit_log
+from store.db import DatabaseUnavailable
 
 log = logging.getLogger("gateway.audit")
 REQUEST_ID_SYSTEM = "https://oncology-gateway.example.org/fhir/NamingSystem/request-id"
@@ -55,43 +55,51 @@ def audit_event(status: int) -> dict:
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": _interaction(request.path, request.method)}],
         "action": "E" if _interaction(request.path, request.method) == "operation" else ACTIONS.get(request.method, "E"),
-        "recorded": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "outcome": "0" if status < 400 else ("4" if status < 500 else "8"),
-        "agent": [{"who": {"identifier": {"value": principal.client if principal else "anonymous"}}, "requestor": True}],
+        "outcomeDesc": f"HTTP {status}",
+        # network.type 2: IP Address (http://hl7.org/fhir/network-type); for 401s the address is all we know.
+        "agent": [{"who": {"identifier": {"value": principal.client if principal else "anonymous"}}, "requestor": True,
+                   "network": {"address": request.remote_addr or "unknown", "type": "2"}}],
         "source": {"observer": {"display": "oncology-gateway"}},
         "entity": entities,
     }
 
 
-def _touches_patient_data(path: str) -> bool:
+# Successful reads of these carry no patient data and are polled (the dashboard refreshes every few seconds).
+UNRECORDED_READS = ("/cases/schema", "/rq", "/metrics")
+
+
+def _recorded(path: str, method: str, status: int) -> bool:
     from service.scopes import is_public
 
-    return not is_public(path) and not path.startswith(("/AuditEvent", "/cases/schema", "/docs", "/rq", "/metrics"))
+    if is_public(path):
+        return False
+    return not (status < 400 and method in ("GET", "HEAD") and path.startswith(UNRECORDED_READS))
+
+
+def record_event(event: dict) -> None:
+    """The one place an event reaches the audit sink."""
+    try:
+        audit_log.append(current_app.extensions["store"], event)
+    except DatabaseUnavailable:
+        log.error("audit event could not be recorded")
 
 
 def install(app: Flask) -> None:
     @app.after_request
     def record(response: Response) -> Response:
-        if _touches_patient_data(request.path) and response.status_code not in (401,):
-            try:
-                append(current_app.extensions["redis"], audit_event(response.status_code))
-            except redis.RedisError:
-                log.error("audit event could not be recorded")
+        if _recorded(request.path, request.method, response.status_code):
+            record_event(audit_event(response.status_code))
         return response
 
 
 @bp.get("/AuditEvent")
 def list_events() -> Response:
-    """Newest first; _count and _offset page; patient=<id> filters."""
+    """Newest first, from the append-only audit table; _count and _offset page; patient=<id> filters."""
     params = request.args.to_dict(flat=False)
     count, offset = page_params(params)
     patient = request.args.get("patient")
-    events = []
-    for _, fields in current_app.extensions["redis"].xrevrange(STREAM, count=100000):
-        event = json.loads(fields[b"event"])
-        if patient and f"Patient/{patient.split('/')[-1]}" not in {e["what"].get("reference") for e in event["entity"]}:
-            continue
-        events.append(event)
-    page = events[offset:offset + count]
-    return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": len(events),
-                          "entry": [{"resource": e, "search": {"mode": "match"}} for e in page]})
+    events, total = audit_log.events(current_app.extensions["store"], patient.split("/")[-1] if patient else None, count, offset)
+    return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": total,
+                          "entry": [{"resource": e, "search": {"mode": "match"}} for e in events]})

@@ -1,8 +1,10 @@
 """Authentication: OAuth2 bearer JWTs verified against configured keys, or API keys stored hashed.
 
-Configuration (environment): GATEWAY_JWT_JWKS_FILE (a JWKS JSON file of public keys), GATEWAY_JWT_ISSUER,
-GATEWAY_JWT_AUDIENCE; GATEWAY_API_KEYS (JSON list of {"client", "sha256", "scopes"}), plus keys created
-with `python -m service.apikeys create` (their SHA-256 kept in Redis). Raw keys are never stored.
+Configuration (environment): GATEWAY_JWT_JWKS_FILE (a JWKS JSON file of public keys), with GATEWAY_JWT_ISSUER
+and GATEWAY_JWT_AUDIENCE required alongside it; GATEWAY_API_KEYS (JSON list of {"client", "sha256", "scopes"}),
+plus keys created with `python -m service.apikeys create` (their SHA-256 kept in Redis). Raw keys are never
+stored. The development key of `python -m service` lives in its process memory only (DEVELOPMENT_KEY_SHA256)
+and stops working as soon as any real credential is configured.
 """
 from __future__ import annotations
 
@@ -17,19 +19,23 @@ import jwt
 from flask import Flask, current_app, g, request
 
 from mappings.errors import Issue
-from service import scopes
+from service import rate_limit, scopes
 from service.outcome import outcome_response
 
 log = logging.getLogger("gateway.auth")
+# A token is only ever checked against keys of its own algorithm: PyJWT raises TypeError (a 500 here) when
+# an RS256 token meets an EC key, instead of refusing it.
 ALGORITHMS = ["RS256", "ES384"]
 API_KEYS_HASH = "auth:api-keys"
+DEVELOPMENT_CLIENT = "local-development"
+DEVELOPMENT_SCOPES = ("system/*.read", "system/*.write", "admin")
 
 
 @dataclass(frozen=True)
 class Principal:
     client: str
     scopes: frozenset[str]
-    method: str  # "jwt" | "api-key"
+    method: str  # "jwt" | "api-key" | "development-key"
 
 
 class AuthError(Exception):
@@ -48,22 +54,49 @@ def _jwks(path: str) -> jwt.PyJWKSet:
         return jwt.PyJWKSet.from_dict(json.load(handle))
 
 
+def _candidate_keys(header: dict, keys: jwt.PyJWKSet) -> list[jwt.PyJWK]:
+    """The configured key the token names (`kid` is required), if its algorithm is the token's."""
+    alg, kid = header.get("alg"), header.get("kid")
+    if alg not in ALGORITHMS:
+        raise AuthError(f"the token's algorithm must be one of {', '.join(ALGORITHMS)}")
+    if not isinstance(kid, str) or not kid:
+        raise AuthError("the token's header must name its signing key (kid)")
+    # algorithm_name is the JWK's `alg`, else the one its key type and curve imply (RSA: RS256, P-384: ES384).
+    candidates = [k for k in keys.keys if k.key_id == kid and k.algorithm_name == alg]
+    if not candidates:
+        raise AuthError("no configured key matches the token's key id and algorithm")
+    return candidates
+
+
+def _check_claims(claims: dict, max_lifetime: int) -> None:
+    """Claim types and lifetime: PyJWT accepts `exp` as a numeric string and any JSON type elsewhere."""
+    for name in ("exp", "iat", "nbf"):
+        # RFC 7519 NumericDate: a JSON number (fractions allowed), never a string or a boolean.
+        if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], (int, float))):
+            raise AuthError(f"invalid token: '{name}' must be a number (seconds since the epoch)")
+    for name in ("sub", "client_id", "scope", "iss"):
+        if name in claims and not isinstance(claims[name], str):
+            raise AuthError(f"invalid token: '{name}' must be a string")
+    if "scp" in claims and not (isinstance(claims["scp"], list) and all(isinstance(s, str) for s in claims["scp"])):
+        raise AuthError("invalid token: 'scp' must be a list of strings")
+    if claims["exp"] - int(time.time()) > max_lifetime:
+        raise AuthError(f"invalid token: it expires more than {max_lifetime} s from now")
+
+
 def _verify_jwt(token: str) -> Principal:
     config = current_app.config
     if not config.get("JWT_JWKS_FILE"):
         raise AuthError("bearer JWTs are not accepted: no signing keys are configured")
     try:
         header = jwt.get_unverified_header(token)
-        keys = _jwks(config["JWT_JWKS_FILE"])
-        candidates = [k for k in keys.keys if not header.get("kid") or k.key_id == header.get("kid")]
-        if not candidates:
-            raise AuthError("the token's key id is not among the configured keys")
-        claims = jwt.decode(token, candidates[0].key, algorithms=ALGORITHMS, audience=config.get("JWT_AUDIENCE"),
-                            issuer=config.get("JWT_ISSUER"), options={"require": ["exp", "iss", "aud", "sub"]})
-    except jwt.PyJWTError as exc:
+        key = _candidate_keys(header, _jwks(config["JWT_JWKS_FILE"]))[0]
+        claims = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=config["JWT_AUDIENCE"],
+                            issuer=config["JWT_ISSUER"], options={"require": ["exp", "iss", "aud", "sub"]})
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
         raise AuthError(f"invalid token: {exc}") from None
-    granted = claims.get("scope", "").split() if isinstance(claims.get("scope"), str) else list(claims.get("scp", []))
-    return Principal(str(claims.get("client_id") or claims["sub"]), frozenset(granted), "jwt")
+    _check_claims(claims, int(config["JWT_MAX_LIFETIME"]))
+    granted = claims["scope"].split() if "scope" in claims else list(claims.get("scp", []))
+    return Principal(claims.get("client_id") or claims["sub"], frozenset(granted), "jwt")
 
 
 @lru_cache(maxsize=8)
@@ -96,10 +129,32 @@ def _stored_key(digest: str) -> dict | None:
     return entry
 
 
+def real_credentials_configured(config: dict, client) -> bool:
+    """GATEWAY_API_KEYS, a JWKS file, or any key created with service.apikeys (development keys left in Redis
+    by older versions do not count)."""
+    keys = config.get("API_KEYS") or "[]"
+    if config.get("JWT_JWKS_FILE") or (json.loads(keys) if isinstance(keys, str) else keys):
+        return True
+    return any(json.loads(raw).get("client") != DEVELOPMENT_CLIENT for raw in client.hvals(API_KEYS_HASH))
+
+
+def _development_principal(digest: str) -> Principal | None:
+    expected = current_app.config.get("DEVELOPMENT_KEY_SHA256")
+    if not expected or digest != expected:
+        return None
+    if real_credentials_configured(current_app.config, current_app.extensions["redis"]):
+        raise AuthError("the development key is not accepted once real credentials are configured")
+    return Principal(DEVELOPMENT_CLIENT, frozenset(DEVELOPMENT_SCOPES), "development-key")
+
+
 def _verify_api_key(raw_key: str) -> Principal:
     digest = key_hash(raw_key)
+    development = _development_principal(digest)
+    if development:
+        return development
     entry = _configured_keys().get(digest) or _stored_key(digest)
-    if entry is None:
+    # A stored development key was written to Redis by versions before issue 15; it is never honoured.
+    if entry is None or entry.get("client") == DEVELOPMENT_CLIENT:
         raise AuthError("unknown API key")
     return Principal(entry["client"], frozenset(entry["scopes"]), "api-key")
 
@@ -124,16 +179,28 @@ def _deny(message: str, status: int):
     return response
 
 
+def check_configuration(config: dict) -> None:
+    """JWTs without a required issuer and audience would accept any token the key holder ever signed."""
+    if config.get("JWT_JWKS_FILE") and not (config.get("JWT_ISSUER") and config.get("JWT_AUDIENCE")):
+        raise RuntimeError("GATEWAY_JWT_JWKS_FILE is set: GATEWAY_JWT_ISSUER and GATEWAY_JWT_AUDIENCE are required too")
+
+
 def install(app: Flask) -> None:
+    check_configuration(app.config)
+
     @app.before_request
     def check_access():
         g.principal = None
         if scopes.is_public(request.path):
             return None
+        # Before any credential is checked: an address that keeps failing is refused without verification work.
+        if rate_limit.auth_failures_exceeded():
+            return rate_limit.too_many_failures()
         try:
             principal = authenticate()
         except AuthError as exc:
             log.info("authentication failed: %s", exc)
+            rate_limit.count_auth_failure()
             return _deny(str(exc), exc.status)
         g.principal = principal
         needed = scopes.required(request)

@@ -5,6 +5,8 @@ import os
 
 DEFAULTS = {
     "REDIS_URL": None,                 # redis://host:port/db; unset = embedded defaults (service/redis_conn.py)
+    "DATABASE_URL": None,              # SQLAlchemy URL of the store of record; unset = SQLite in GATEWAY_DATA_DIR (store/db.py)
+    "REFERENCE_POLICY": "lenient",     # strict: a reference to a resource not held fails the write; lenient: kept, with a warning
     "MAX_CONTENT_LENGTH": 5 * 1024 * 1024,  # bytes of one request body; larger gives 413
     "GATEWAY_HOST": "127.0.0.1",
     "GATEWAY_PORT": 8080,
@@ -14,10 +16,18 @@ DEFAULTS = {
     "JWT_AUDIENCE": None,
     "API_KEYS": None,                  # JSON list of {"client", "sha256", "scopes"}
     "RATE_LIMIT": "1200/minute",       # per client (Flask-Limiter syntax)
+    "AUTH_FAILURE_LIMIT": "30/minute",  # failed authentications per client address, checked before verifying
+    "JWT_MAX_LIFETIME": 3600,          # seconds: a JWT expiring later than this from now is refused
+    "BASE_URL": None,                  # https://host[:port][/prefix] of links and fullUrls; unset: see paging.base_url
+    "TRUST_PROXY_HEADERS": 0,          # 1: links follow X-Forwarded-Proto/-Host (only behind a proxy that sets them)
+    "MAX_URL_BYTES": 8192,             # path plus query string; longer gives 414
+    "MAX_PARAMETER_VALUES": 100,       # values of one query parameter (repeated and comma-separated); more gives 400
 }
 # Environment variable -> (config key, type).
 ENVIRONMENT = {
     "REDIS_URL": ("REDIS_URL", str),
+    "GATEWAY_DATABASE_URL": ("DATABASE_URL", str),
+    "GATEWAY_REFERENCE_POLICY": ("REFERENCE_POLICY", str),
     "GATEWAY_MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", int),
     "GATEWAY_HOST": ("GATEWAY_HOST", str),
     "GATEWAY_PORT": ("GATEWAY_PORT", int),
@@ -27,6 +37,12 @@ ENVIRONMENT = {
     "GATEWAY_JWT_AUDIENCE": ("JWT_AUDIENCE", str),
     "GATEWAY_API_KEYS": ("API_KEYS", str),
     "GATEWAY_RATE_LIMIT": ("RATE_LIMIT", str),
+    "GATEWAY_AUTH_FAILURE_LIMIT": ("AUTH_FAILURE_LIMIT", str),
+    "GATEWAY_JWT_MAX_LIFETIME_SECONDS": ("JWT_MAX_LIFETIME", int),
+    "GATEWAY_BASE_URL": ("BASE_URL", str),
+    "GATEWAY_TRUST_PROXY_HEADERS": ("TRUST_PROXY_HEADERS", int),
+    "GATEWAY_MAX_URL_BYTES": ("MAX_URL_BYTES", int),
+    "GATEWAY_MAX_PARAMETER_VALUES": ("MAX_PARAMETER_VALUES", int),
 }
 
 

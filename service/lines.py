@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import redis
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
@@ -9,24 +12,33 @@ from mappings.errors import CaseError, Issue
 from service.outcome import FHIR_JSON, error, fhir_response
 from service.paging import searchset
 from store import reads
-from store.references import patient_of
 from treatment_lines.aggregate import aggregate
 from treatment_lines.fhir_output import lines_to_fhir
 from workers.queues import enqueue_summaries
 from workers.summaries import cached_summary
 
 bp = Blueprint("lines", __name__)
+log = logging.getLogger("gateway.lines")
 
 
 def _client():
     return current_app.extensions["redis"]
 
 
+def _engine():
+    return current_app.extensions["store"]
+
+
+def summary(pid: str) -> tuple[bytes, str, bool]:
+    return cached_summary(_engine(), _client(), pid)
+
+
 @bp.get("/Patient/<pid>/treatment-lines")
 def patient_lines(pid: str) -> Response:
-    if reads.read(_client(), "Patient", pid) is None:
+    if not reads.patient_exists(_engine(), pid)[0]:
         return error(404, f"Patient/{pid} is not known", "not-found")
-    body, tag, hit = cached_summary(_client(), pid)
+    g.audit_patients = set(g.get("audit_patients", set())) | {pid}
+    body, tag, hit = summary(pid)
     wanted = request.args.get("_format") or request.accept_mimetypes.best_match(["application/json", FHIR_JSON], default="application/json")
     if wanted in (FHIR_JSON, "fhir"):
         episodes = lines_to_fhir(json.loads(body), f"Patient/{pid}")
@@ -48,22 +60,22 @@ def _since_ms() -> int | None:
 @bp.get("/treatment-lines")
 def cohort_lines() -> Response:
     """NDJSON: one summary per patient changed since _since (every patient without it)."""
-    client, since = _client(), _since_ms()
-    patients = reads.patients_changed_since(client, since)
+    engine, client, since = _engine(), _client(), _since_ms()
+    patients = [pid for pid in reads.patients_changed_since(engine, since) if reads.patient_exists(engine, pid)[0]]
+    g.audit_patients = set(g.get("audit_patients", set())) | set(patients)
 
     def lines():
         for pid in patients:
-            if reads.read(client, "Patient", pid) is not None:
-                yield cached_summary(client, pid)[0].decode("utf-8") + "\n"
+            yield cached_summary(engine, client, pid)[0].decode("utf-8") + "\n"
 
     return Response(lines(), mimetype="application/x-ndjson")
 
 
 @bp.get("/treatment-lines/aggregate")
 def cohort_aggregate() -> Response:
-    client, since = _client(), _since_ms()
-    summaries = [json.loads(cached_summary(client, pid)[0]) for pid in reads.patients_changed_since(client, since)
-                 if reads.read(client, "Patient", pid) is not None]
+    engine, since = _engine(), _since_ms()
+    summaries = [json.loads(summary(pid)[0]) for pid in reads.patients_changed_since(engine, since)
+                 if reads.patient_exists(engine, pid)[0]]
     return Response(json.dumps(aggregate(summaries)), mimetype="application/json")
 
 
@@ -71,8 +83,13 @@ def enqueue_after_write(app: Flask) -> None:
     """After every write, queue the recomputation of the written patients' lines (inline in in-process mode)."""
 
     def hook(outcomes) -> None:
-        patients = {patient_of(o.resource) for o in outcomes if o.resource is not None} - {None}
-        if patients:
+        patients = {p for o in outcomes for p in o.patients}
+        if not patients:
+            return
+        try:
             enqueue_summaries(_client(), patients, current_app.extensions["redis_mode"] != "in-process", g.get("request_id"))
+        except redis.RedisError as exc:
+            # The write is committed; the summary is then computed on its first read instead.
+            log.warning("treatment-line recomputation not queued", extra={"error": type(exc).__name__})
 
     app.extensions["after_write"] = hook

@@ -1,14 +1,50 @@
 """Operator views: the interactive API reference at /docs (packaged Swagger UI, nothing fetched at run
-time) and the RQ queue dashboard at /rq (rq-dashboard, behind the same auth as the API: admin scope)."""
+time) and the RQ queue dashboard at /rq (rq-dashboard, behind the same auth as the API: admin scope).
+
+The dashboard's actions (delete, requeue, empty, compact) change state: they take POST only, and only from a
+page of this gateway (Origin, else Referer, naming our own origin), so that no other site can drive them."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Flask
+from flask import Flask, Response, request
 from flask_swagger_ui import get_swaggerui_blueprint
 
+from service.outcome import error
+from service.paging import base_url
+
 log = logging.getLogger("gateway.operator")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+DASHBOARD = "/rq"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _same_origin() -> bool:
+    own = _origin(base_url())
+    origin = request.headers.get("Origin")
+    if origin:  # browsers send it on every POST; "null" (sandboxed or privacy-stripped) never matches
+        return origin.lower() == own
+    referer = request.headers.get("Referer")
+    return bool(referer) and _origin(referer) == own
+
+
+def guard_actions() -> Response | None:
+    """405 for a dashboard action by GET; 403 for a state-changing request from another origin (or none named)."""
+    if not request.path.startswith(DASHBOARD + "/") or request.url_rule is None:
+        return None
+    action = "POST" in (request.url_rule.methods or set())
+    if action and request.method in SAFE_METHODS:
+        return error(405, "queue dashboard actions take POST only", "not-supported")
+    if request.method not in SAFE_METHODS and not _same_origin():
+        return error(403, "queue dashboard actions are accepted from this gateway's own pages only "
+                          "(the Origin or Referer header must name this gateway)", "forbidden")
+    return None
 
 
 def install(app: Flask) -> None:
@@ -20,4 +56,5 @@ def install(app: Flask) -> None:
     app.config.from_object(rq_dashboard.default_settings)
     app.config["RQ_DASHBOARD_REDIS_URL"] = url
     rq_dashboard.web.setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/rq")
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD)
+    app.before_request(guard_actions)

@@ -1,9 +1,10 @@
 """Searchset Bundles with _count/_offset paging and absolute links."""
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
-from flask import request
+from flask import current_app, request
 
 from mappings.errors import CaseError, Issue
 
@@ -22,8 +23,26 @@ def page_params(params: dict[str, list[str]]) -> tuple[int, int]:
     return values["_count"], values["_offset"]
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?")
+
+
 def base_url() -> str:
-    return request.url_root.rstrip("/")
+    """The gateway's own base URL for links and fullUrls, never taken from an arbitrary Host header (cached
+    Bundles would carry a forged host to every later reader): GATEWAY_BASE_URL; else, with
+    GATEWAY_TRUST_PROXY_HEADERS=1, X-Forwarded-Proto and X-Forwarded-Host; else the Host header only when it
+    names the loopback interface (development); else http://GATEWAY_HOST:GATEWAY_PORT."""
+    config = current_app.config
+    if config.get("BASE_URL"):
+        return str(config["BASE_URL"]).rstrip("/")
+    if config.get("TRUST_PROXY_HEADERS"):
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        if proto in ("http", "https") and HOST.fullmatch(host):
+            return f"{proto}://{host}{request.script_root}"
+    if request.host.rsplit(":", 1)[0] in LOOPBACK_NAMES or request.host in LOOPBACK_NAMES:
+        return request.url_root.rstrip("/")
+    return f"http://{config['GATEWAY_HOST']}:{config['GATEWAY_PORT']}{request.script_root}"
 
 
 def searchset(resources: list[dict], params: dict[str, list[str]], path: str) -> dict:

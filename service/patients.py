@@ -1,87 +1,133 @@
-"""Patient views: $everything (cached, ETag/304) and the normalised procedure history for registries."""
+"""Patient views: $everything (GET and POST; cached, ETag/304) and the normalised procedure history for registries."""
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
+from mappings.errors import CaseError, Issue
 from registry.procedure_history import procedure_history, public, to_csv
+from service import fhir_http
 from service.metrics import record_cache
 from service.outcome import FHIR_JSON, error, fhir_response
-from service.paging import base_url, searchset
-from store import patient_cache, reads
+from service.paging import DEFAULT_COUNT, MAX_COUNT, base_url, searchset
+from store import db, patient_cache, reads
 
 bp = Blueprint("patients", __name__)
-# Order of types in $everything: the patient first, then the clinical record, then the rest alphabetically.
-TYPE_ORDER = {"Patient": 0, "Condition": 1, "Procedure": 2, "MedicationStatement": 3, "MedicationRequest": 4,
-              "MedicationAdministration": 5, "Observation": 6, "Provenance": 9}
+EVERYTHING_PARAMS = ("_since", "_type", "_count", "_cursor")
 
 
-def _client():
-    return current_app.extensions["redis"]
+def _engine():
+    return current_app.extensions["store"]
 
 
-def _patient_exists(pid: str) -> bool:
-    return reads.read(_client(), "Patient", pid) is not None
+def _redis():
+    return current_app.extensions.get("redis")
 
 
-def _everything_body(pid: str, params: dict[str, list[str]]) -> bytes:
-    since = reads.instant_ms(params["_since"][-1]) if params.get("_since") else None
-    resources = reads.compartment(_client(), pid, since)
-    wanted = {t for v in params.get("_type", []) for t in v.split(",") if t}
-    if wanted:
-        resources = [r for r in resources if r["resourceType"] in wanted]
-    resources.sort(key=lambda r: (TYPE_ORDER.get(r["resourceType"], 8), r["resourceType"], r["id"]))
-    bundle = searchset(resources, params, f"/Patient/{pid}/$everything")
+def _everything_params(pairs: list[tuple[str, str]]) -> dict[str, object]:
+    """The query, checked and normalised: only the parameters served, each once, in one canonical form (the
+    cache key is built from this, never from the raw query string, so junk variants cannot fill the cache)."""
+    issues = [Issue(f"?{k}", f"'{k}' is not supported by $everything (use _since, _type, _count)", "not-supported")
+              for k, _ in pairs if k not in EVERYTHING_PARAMS and k != "_format"]
+    found: dict[str, str] = {}
+    for k, v in pairs:
+        if k in found and k != "_type":
+            issues.append(Issue(f"?{k}", f"'{k}' may be given once", "value"))
+        found[k] = f"{found[k]},{v}" if k == "_type" and k in found else v
+    since = None
+    if "_since" in found:
+        try:
+            since = reads.instant_ms(found["_since"])
+        except ValueError:
+            issues.append(Issue("?_since", f"{found['_since']!r} is not a FHIR instant", "value"))
+    types = sorted({t for t in found.get("_type", "").split(",") if t})
+    from service.resources import known_type
+
+    issues += [Issue("?_type", f"'{t}' is not a FHIR R4 resource type", "value") for t in types if not known_type(t)]
+    count_raw = found.get("_count", str(DEFAULT_COUNT))
+    cursor_raw = found.get("_cursor", "")
+    if not count_raw.isdigit() or int(count_raw) == 0:
+        issues.append(Issue("?_count", f"_count must be a positive integer, got {count_raw!r}", "value"))
+    if cursor_raw and not cursor_raw.isdigit():
+        issues.append(Issue("?_cursor", "_cursor is not one this server gave", "value"))
+    if issues:
+        raise CaseError(issues)
+    return {"since": since, "types": types, "count": min(int(count_raw), MAX_COUNT),
+            "cursor": int(cursor_raw) if cursor_raw else None}
+
+
+def _everything_body(pid: str, q: dict, version: int) -> bytes:
+    base = base_url()
+    with db.reading(_engine()) as conn:
+        page, after, total = reads.compartment_page(conn, pid, q["since"], set(q["types"]) or None, q["cursor"], q["count"])
+    keep = [(k, v) for k, v in (("_since", request.args.get("_since")), ("_type", ",".join(q["types"])),
+                                ("_count", str(q["count"]))) if v]
+    path = f"{base}/Patient/{pid}/$everything"
+    links = [{"relation": "self", "url": f"{path}?{urlencode(keep + ([('_cursor', str(q['cursor']))] if q['cursor'] is not None else []))}"}]
+    if after is not None:
+        links.append({"relation": "next", "url": f"{path}?{urlencode(keep + [('_cursor', str(after))])}"})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
+              "entry": [{"fullUrl": f"{base}/{s.rtype}/{s.rid}", "resource": json.loads(s.body or "{}"), "search": {"mode": "match"}}
+                        for s in page]}
     return json.dumps(bundle, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 @bp.get("/Patient/<pid>/$everything")
+@bp.post("/Patient/<pid>/$everything")
 def everything(pid: str) -> Response:
-    params = request.args.to_dict(flat=False)
-    _check_everything_params(params)
-    variant = patient_cache.variant_key("everything", base_url(), request.query_string.decode())
-    # One Redis round trip for existence, version and cached bytes (they were three).
-    exists, version, stored = patient_cache.lookup(_client(), pid, variant)
+    fhir_http.check_format()
+    pairs = parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
+    if request.method == "POST":
+        pairs += _parameters_body()
+    q = _everything_params(pairs)
+    exists, version = reads.patient_exists(_engine(), pid)
     if not exists:
         return error(404, f"Patient/{pid} is not known", "not-found")
-    if request.if_none_match and patient_cache.etag(pid, version, variant) in _etags(request.headers["If-None-Match"]):
-        return Response(status=304, headers={"ETag": patient_cache.etag(pid, version, variant)})
-    body, tag, hit = patient_cache.cached_view(_client(), pid, variant, lambda: _everything_body(pid, params), (version, stored))
+    g.audit_patients = set(g.get("audit_patients", set())) | {pid}
+    variant = patient_cache.variant_key("everything", base_url(), json.dumps(q, sort_keys=True))
+    tag = patient_cache.etag(pid, version, variant)
+    if request.if_none_match and tag in [t.strip() for t in request.headers["If-None-Match"].split(",")]:
+        return Response(status=304, headers={"ETag": tag})
+    body, tag, hit = patient_cache.cached_view(_redis(), pid, version, variant, lambda: _everything_body(pid, q, version),
+                                               lambda: reads.patient_version(_engine(), pid))
     record_cache(hit)
     return Response(body, mimetype=FHIR_JSON, headers={"ETag": tag, "X-Cache": "hit" if hit else "miss"})
 
 
-def _etags(header: str) -> list[str]:
-    return [t.strip() for t in header.split(",")]
+def _parameters_body() -> list[tuple[str, str]]:
+    """POST $everything takes a Parameters resource (or nothing): its valueX parameters as query pairs."""
+    if not request.get_data(cache=True):
+        return []
+    from service.request_body import json_body
 
-
-def _check_everything_params(params: dict[str, list[str]]) -> None:
-    from mappings.errors import CaseError, Issue
-    from service.paging import page_params
-
-    unknown = [k for k in params if k not in ("_since", "_type", "_count", "_offset")]
-    issues = [Issue(f"?{k}", f"'{k}' is not supported by $everything (use _since, _type, _count)", "not-supported") for k in unknown]
-    for value in params.get("_since", []):
-        try:
-            reads.instant_ms(value)
-        except ValueError:
-            issues.append(Issue("?_since", f"{value!r} is not a FHIR instant", "value"))
-    if issues:
-        raise CaseError(issues)
-    page_params(params)
+    body = json_body()
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise CaseError([Issue("$", "POST $everything takes a Parameters resource", "invalid")])
+    pairs = []
+    for i, p in enumerate(body.get("parameter", [])):
+        values = [v for k, v in p.items() if k.startswith("value")] if isinstance(p, dict) else []
+        if not values or not isinstance(values[0], (str, int)):
+            raise CaseError([Issue(f"Parameters.parameter[{i}]", "each parameter needs a primitive value[x]", "invalid")])
+        pairs.append((str(p.get("name")), str(values[0])))
+    return pairs
 
 
 @bp.get("/Patient/<pid>/procedure-history")
 def patient_procedure_history(pid: str) -> Response:
-    if not _patient_exists(pid):
+    stored = reads.read(_engine(), "Patient", pid)
+    if stored is None or stored.deleted:
         return error(404, f"Patient/{pid} is not known", "not-found")
-    resources = reads.compartment(_client(), pid)
+    g.audit_patients = set(g.get("audit_patients", set())) | {pid}
+    resources = reads.compartment(_engine(), pid)
     records = procedure_history(resources, f"Patient/{pid}")
     wanted = request.accept_mimetypes.best_match(["application/json", "text/csv", FHIR_JSON], default="application/json")
     fmt = request.args.get("_format") or wanted
     if fmt in ("text/csv", "csv"):
-        return Response(to_csv(records), mimetype="text/csv")
+        # An attachment: a spreadsheet opening it is warned, and cells are neutralised in to_csv.
+        return Response(to_csv(records), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="procedure-history-{pid}.csv"'})
     if fmt in (FHIR_JSON, "fhir", "json+fhir"):
         by_ref = {f"Procedure/{r['id']}": r for r in resources if r["resourceType"] == "Procedure"}
         ordered = [by_ref[r["procedure"]] for r in records]
@@ -98,12 +144,13 @@ def registry_pull() -> Response:
         since_ms = reads.instant_ms(since) if since else None
     except ValueError:
         return error(400, f"{since!r} is not a FHIR instant", "value", "?_since")
-    client = current_app._get_current_object().extensions["redis"]
-    patients = reads.patients_changed_since(client, since_ms)
+    engine = _engine()
+    patients = reads.patients_changed_since(engine, since_ms)
+    g.audit_patients = set(g.get("audit_patients", set())) | set(patients)
 
     def lines():
         for pid in patients:
-            for r in procedure_history(reads.compartment(client, pid), f"Patient/{pid}"):
+            for r in procedure_history(reads.compartment(engine, pid), f"Patient/{pid}"):
                 yield json.dumps(public(r), ensure_ascii=False) + "\n"
 
     return Response(lines(), mimetype="application/x-ndjson")

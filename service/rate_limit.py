@@ -1,10 +1,21 @@
-"""Per-client rate limits (Flask-Limiter, counters in Redis so every gateway process shares them)."""
+"""Per-client rate limits (Flask-Limiter, counters in Redis so every gateway process shares them), and a
+per-address limit on failed authentications that is checked before any credential is verified."""
 from __future__ import annotations
 
-from flask import Flask, g, request
-from flask_limiter import Limiter
+import logging
 
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limiter
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from mappings.errors import Issue
 from service import scopes
+from service.outcome import outcome_response
+
+log = logging.getLogger("gateway.rate_limit")
+FAILURES = "auth-failures"  # namespace of the failed-authentication counters
 
 
 def _client_key() -> str:
@@ -12,10 +23,42 @@ def _client_key() -> str:
     return f"client:{principal.client}" if principal else f"addr:{request.remote_addr}"
 
 
+def _failure_limit():
+    return current_app.extensions["auth_failure_limit"]
+
+
+def auth_failures_exceeded() -> bool:
+    """True when this address has used up its failed authentications for the current window."""
+    limiter, item = _failure_limit()
+    try:
+        return not limiter.test(item, FAILURES, request.remote_addr or "unknown")
+    except Exception:  # noqa: BLE001 - like Flask-Limiter's swallowed errors: a Redis outage answers 503 elsewhere
+        log.warning("failed-authentication counter unavailable")
+        return False
+
+
+def count_auth_failure() -> None:
+    limiter, item = _failure_limit()
+    try:
+        limiter.hit(item, FAILURES, request.remote_addr or "unknown")
+    except Exception:  # noqa: BLE001 - see auth_failures_exceeded
+        log.warning("failed-authentication counter unavailable")
+
+
+def too_many_failures() -> Response:
+    _, item = _failure_limit()
+    response = outcome_response([Issue("$", f"too many failed authentications from this address (limit {item}); retry later",
+                                       "throttled")], 429)
+    response.headers["Retry-After"] = str(item.get_expiry())
+    return response
+
+
 def install(app: Flask) -> Limiter:
     storage = app.extensions.get("redis_url") or "memory://"
     # While Redis is down, requests fail with 503 in the handlers; the limiter must not turn that into 500s.
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    app.extensions["auth_failure_limit"] = (FixedWindowRateLimiter(storage_from_string(storage)),
+                                            parse(app.config["AUTH_FAILURE_LIMIT"]))
     # No X-RateLimit-* headers: computing them costs a second Redis round trip on every request (measured in
     # bench/gateway.py); a 429 still carries Retry-After, set by the error handler.
     limiter = Limiter(key_func=_client_key, app=app, storage_uri=storage, default_limits=[app.config["RATE_LIMIT"]],

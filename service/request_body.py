@@ -8,6 +8,39 @@ from flask import request
 from mappings.errors import CaseError, Issue
 
 JSON_TYPES = ("application/json", "application/fhir+json")
+# Deepest nesting accepted in a body. The seed Bundles nest 12 levels; every reader downstream (validation,
+# mapping, the store) walks bodies recursively, so depth is bounded once, here, before any of them runs.
+MAX_DEPTH = 64
+
+
+def _too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """True when containers nest deeper than `limit` (iterative: a deep body must not exhaust the stack here)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(raw: bytes) -> object:
+    """Parsed JSON of a request body; CaseError 400 for bad encoding, bad JSON or nesting beyond MAX_DEPTH."""
+    too_deep = CaseError([Issue("$", f"the body nests deeper than {MAX_DEPTH} levels", "too-long")])
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CaseError([Issue("$", f"the body is not UTF-8 (byte {exc.start})", "structure")]) from None
+    except json.JSONDecodeError as exc:
+        raise CaseError([Issue("$", f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "structure")]) from None
+    except RecursionError:  # the C decoder recurses once per level
+        raise too_deep from None
+    if _too_deep(parsed):
+        raise too_deep
+    return parsed
 
 
 def json_body() -> object:
@@ -18,9 +51,4 @@ def json_body() -> object:
     raw = request.get_data(cache=False)
     if not raw:
         raise CaseError([Issue("$", "the request body is empty", "required")])
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CaseError([Issue("$", f"the body is not UTF-8 (byte {exc.start})", "structure")]) from None
-    except json.JSONDecodeError as exc:
-        raise CaseError([Issue("$", f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "structure")]) from None
+    return parse_json(raw)

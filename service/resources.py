@@ -1,20 +1,31 @@
-"""FHIR read, vread and search on the store."""
+"""FHIR R4 REST on the store of record (http.html): create, read, vread, update, delete, conditional create,
+update and delete, search by GET and POST, history at instance, type and system level."""
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
+from mappings.errors import CaseError, Issue
 from mappings.fhir_validation import model_class
-from service.outcome import FHIR_JSON, error, fhir_response
-from service.paging import searchset
+from service import fhir_http
+from service.outcome import error, fhir_response, operation_outcome
+from service.paging import base_url
+from service.request_body import json_body
 from store import reads
-from store.search import SEARCHABLE, search
+from store.bundle_plan import plan_bundle
+from store.writes import EntryOutcome, TransactionFailed, apply_entries, instant
 
 bp = Blueprint("resources", __name__)
+HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT = 50, 1000
 
 
-def _known_type(rtype: str) -> bool:
+def _engine():
+    return current_app.extensions["store"]
+
+
+def known_type(rtype: str) -> bool:
     try:
         model_class(rtype)
         return True
@@ -22,30 +33,250 @@ def _known_type(rtype: str) -> bool:
         return False
 
 
-def _resource_response(raw: bytes | None, rtype: str, rid: str) -> Response:
-    if raw is None:
-        return error(404, f"{rtype}/{rid} is not known", "not-found")
-    meta = json.loads(raw)["meta"]
-    return Response(raw, mimetype=FHIR_JSON, headers={"ETag": f'W/"{meta["versionId"]}"', "Last-Modified": meta["lastUpdated"]})
+def _require_type(rtype: str) -> None:
+    if not known_type(rtype):
+        raise CaseError([Issue("$", f"'{rtype}' is not a FHIR R4 resource type", "not-found")], 404)
 
 
+def load_resource(rtype: str, rid: str) -> dict | None:
+    """The current version of a stored resource as a dict, or None (also for one that was deleted)."""
+    return reads.current(_engine(), rtype, rid)
+
+
+def _audit(*patients: str | None) -> None:
+    g.audit_patients = set(g.get("audit_patients", set())) | ({p for p in patients if p})
+
+
+# -- read ------------------------------------------------------------------------------------------------------
 @bp.get("/<rtype>/<rid>")
 def read(rtype: str, rid: str) -> Response:
-    if not _known_type(rtype):
-        return error(404, f"'{rtype}' is not a FHIR R4 resource type", "not-found")
-    return _resource_response(reads.read(current_app.extensions["redis"], rtype, rid), rtype, rid)
+    _require_type(rtype)
+    fhir_http.check_format()
+    stored = reads.read(_engine(), rtype, rid)
+    if stored is None:
+        return error(404, f"{rtype}/{rid} is not known", "not-found")
+    _audit(stored.patient)
+    if stored.deleted:
+        return _gone(stored)
+    return fhir_http.resource_response(stored)
 
 
-@bp.get("/<rtype>/<rid>/_history/<int:version>")
-def vread(rtype: str, rid: str, version: int) -> Response:
-    if not _known_type(rtype):
-        return error(404, f"'{rtype}' is not a FHIR R4 resource type", "not-found")
-    return _resource_response(reads.vread(current_app.extensions["redis"], rtype, rid, version), rtype, rid)
+@bp.get("/<rtype>/<rid>/_history/<vid>")
+def vread(rtype: str, rid: str, vid: str) -> Response:
+    _require_type(rtype)
+    fhir_http.check_format()
+    stored = reads.vread(_engine(), rtype, rid, int(vid)) if vid.isdigit() else None
+    if stored is None:
+        return error(404, f"{rtype}/{rid} has no version {vid!r}", "not-found")
+    _audit(stored.patient)
+    if stored.deleted:
+        return _gone(stored)
+    return fhir_http.resource_response(stored)
 
 
+def _gone(stored: reads.Stored) -> Response:
+    response = error(410, f"{stored.rtype}/{stored.rid} was deleted (version {stored.version})", "deleted")
+    response.headers["ETag"] = fhir_http.version_etag(stored.version)
+    return response
+
+
+# -- writes ----------------------------------------------------------------------------------------------------
+def _single(entry: dict, rtype: str) -> EntryOutcome:
+    """One interaction as a one-entry transaction: the same checks, ids, versions and indexes as a Bundle."""
+    _, (planned,) = plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, 1)
+    if planned.issues:
+        raise CaseError([_rest_path(i, rtype) for i in planned.issues])
+    try:
+        (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"])
+    except TransactionFailed as exc:
+        raise CaseError([_rest_path(i, rtype) for i in exc.issues], exc.status) from None
+    _audit(*outcome.patients, outcome.patient)
+    hook = current_app.extensions.get("after_write")
+    if hook:
+        hook([outcome])
+    return outcome
+
+
+def _rest_path(issue: Issue, rtype: str) -> Issue:
+    """Bundle.entry[0].resource.x -> Type.x; the request parts -> the HTTP element they came from."""
+    path = issue.path.replace("Bundle.entry[0].resource", rtype).replace("Bundle.entry[0].request.ifNoneExist", "If-None-Exist")
+    path = path.replace("Bundle.entry[0].request.ifMatch", "If-Match").replace("Bundle.entry[0].request.url", "url")
+    return Issue(path.replace("Bundle.entry[0]", rtype), issue.message, issue.code, issue.severity)
+
+
+def _body_resource(rtype: str) -> dict:
+    body = json_body()
+    if not isinstance(body, dict) or body.get("resourceType") != rtype:
+        found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
+        raise CaseError([Issue(f"{rtype}.resourceType", f"the body must be a {rtype}, got {found!r}", "invalid")])
+    return body
+
+
+def _request(method: str, url: str) -> dict:
+    req = {"method": method, "url": url}
+    if request.headers.get("If-Match"):
+        req["ifMatch"] = request.headers["If-Match"]
+    if request.headers.get("If-None-Exist"):
+        req["ifNoneExist"] = request.headers["If-None-Exist"]
+    return req
+
+
+def _write_answer(outcome: EntryOutcome) -> Response:
+    if outcome.resource is None or outcome.location is None:
+        return error(412, "no resource was written", "processing")
+    stored = reads.Stored(outcome.resource["resourceType"], outcome.resource["id"], int(outcome.resource["meta"]["versionId"]),
+                          reads.instant_ms(outcome.resource["meta"]["lastUpdated"]), False,
+                          json.dumps(outcome.resource, ensure_ascii=False, separators=(",", ":")), outcome.patient)
+    return fhir_http.write_response(stored, 201 if outcome.created else 200, outcome.issues)
+
+
+@bp.post("/<rtype>")
+def create(rtype: str) -> Response:
+    _require_type(rtype)
+    fhir_http.check_format()
+    resource = _body_resource(rtype)
+    resource.pop("id", None)  # the server assigns the id of a create (http.html#create)
+    return _write_answer(_single({"resource": resource, "request": _request("POST", rtype)}, rtype))
+
+
+@bp.put("/<rtype>/<rid>")
+def update(rtype: str, rid: str) -> Response:
+    _require_type(rtype)
+    fhir_http.check_format()
+    resource = _body_resource(rtype)
+    if resource.get("id") != rid:
+        return error(400, f"the resource id {resource.get('id')!r} must equal the id in the URL {rid!r} (http.html#update)",
+                     "invalid", f"{rtype}.id")
+    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}/{rid}")}, rtype))
+
+
+@bp.put("/<rtype>")
+def conditional_update(rtype: str) -> Response:
+    _require_type(rtype)
+    fhir_http.check_format()
+    resource = _body_resource(rtype)
+    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}?{_query()}")}, rtype))
+
+
+@bp.delete("/<rtype>/<rid>")
+def delete(rtype: str, rid: str) -> Response:
+    _require_type(rtype)
+    outcome = _single({"request": _request("DELETE", f"{rtype}/{rid}")}, rtype)
+    return _delete_answer(outcome)
+
+
+@bp.delete("/<rtype>")
+def conditional_delete(rtype: str) -> Response:
+    _require_type(rtype)
+    outcome = _single({"request": _request("DELETE", f"{rtype}?{_query()}")}, rtype)
+    return _delete_answer(outcome)
+
+
+def _delete_answer(outcome: EntryOutcome) -> Response:
+    headers = {"ETag": outcome.etag} if outcome.etag else {}
+    if fhir_http.prefer().get("return") == "OperationOutcome":
+        return fhir_response(operation_outcome([Issue("$", "deleted" if outcome.etag else "nothing to delete", "informational",
+                                                      "information")]), 200, headers)
+    return Response(status=204, headers=headers)
+
+
+def _query() -> str:
+    return request.query_string.decode("utf-8", "replace")
+
+
+# -- search ----------------------------------------------------------------------------------------------------
 @bp.get("/<rtype>")
 def search_type(rtype: str) -> Response:
-    if rtype not in SEARCHABLE:
-        return error(404, f"search is offered for {', '.join(SEARCHABLE)}", "not-supported")
-    params = request.args.to_dict(flat=False)
-    return fhir_response(searchset(search(current_app.extensions["redis"], rtype, params), params, f"/{rtype}"))
+    _require_type(rtype)
+    fhir_http.check_format()
+    return _search(rtype, parse_qsl(_query(), keep_blank_values=True), f"/{rtype}")
+
+
+@bp.post("/<rtype>/_search")
+def search_post(rtype: str) -> Response:
+    """POST _search: the form body's parameters join those of the URL (search.html#search)."""
+    _require_type(rtype)
+    fhir_http.check_format()
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return error(415, "POST _search takes application/x-www-form-urlencoded parameters", "not-supported")
+    body = request.get_data(as_text=True)
+    return _search(rtype, parse_qsl(_query(), keep_blank_values=True) + parse_qsl(body, keep_blank_values=True), f"/{rtype}")
+
+
+def _search(rtype: str, params: list[tuple[str, str]], path: str, patient: str | None = None) -> Response:
+    from service.searchset import search_bundle
+
+    bundle, patients = search_bundle(_engine(), rtype, params, path, fhir_http.lenient(), patient)
+    _audit(*patients)
+    return fhir_response(bundle)
+
+
+# -- history ---------------------------------------------------------------------------------------------------
+@bp.get("/<rtype>/<rid>/_history")
+def instance_history(rtype: str, rid: str) -> Response:
+    _require_type(rtype)
+    return _history(rtype, rid, f"/{rtype}/{rid}/_history")
+
+
+@bp.get("/<rtype>/_history")
+def type_history(rtype: str) -> Response:
+    _require_type(rtype)
+    return _history(rtype, None, f"/{rtype}/_history")
+
+
+@bp.get("/_history")
+def system_history() -> Response:
+    return _history(None, None, "/_history")
+
+
+def _history(rtype: str | None, rid: str | None, path: str) -> Response:
+    """A history Bundle, newest first (http.html#history), paged by a keyset on the write sequence."""
+    fhir_http.check_format()
+    params = request.args
+    unknown = sorted(set(params) - {"_since", "_count", "_at", "_page_before", "_format"})
+    if unknown or params.get("_at"):
+        name = unknown[0] if unknown else "_at"
+        raise CaseError([Issue(f"?{name}", f"'{name}' is not supported on history (use _since, _count)", "not-supported")])
+    count = _int_param("_count", HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT)
+    since = _instant_param("_since")
+    before = _int_param("_page_before", None, None)
+    if rid and reads.read(_engine(), rtype or "", rid) is None:
+        return error(404, f"{rtype}/{rid} is not known", "not-found")
+    page, more = reads.history(_engine(), rtype, rid, since, count, before)
+    _audit(*(s.patient for s in page))
+    base = base_url()
+    entries = []
+    for s in page:
+        entry: dict = {"fullUrl": f"{base}/{s.rtype}/{s.rid}",
+                       "request": {"method": s.method or "PUT", "url": f"{s.rtype}/{s.rid}" if s.method != "POST" else s.rtype},
+                       "response": {"status": "201" if s.method == "POST" or (s.version == 1 and not s.deleted) else
+                                    ("204" if s.deleted else "200"),
+                                    "etag": fhir_http.version_etag(s.version), "lastModified": instant(s.last_updated)}}
+        if s.body:
+            entry["resource"] = json.loads(s.body)
+        entries.append(entry)
+    keep = "&".join(f"{k}={v}" for k, v in (("_since", params.get("_since")), ("_count", params.get("_count"))) if v)
+    links = [{"relation": "self", "url": f"{base}{path}{'?' + request.query_string.decode() if request.query_string else ''}"}]
+    if more:
+        links.append({"relation": "next", "url": f"{base}{path}?{keep + '&' if keep else ''}_page_before={more}"})
+    return fhir_response({"resourceType": "Bundle", "type": "history", "link": links, "entry": entries})
+
+
+def _int_param(name: str, default: int | None, upper: int | None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise CaseError([Issue(f"?{name}", f"{name} must be a positive integer, got {raw!r}", "value")])
+    return min(int(raw), upper) if upper else int(raw)
+
+
+def _instant_param(name: str) -> int | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        return reads.instant_ms(raw)
+    except ValueError:
+        raise CaseError([Issue(f"?{name}", f"{raw!r} is not a FHIR instant", "value")]) from None
+

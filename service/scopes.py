@@ -34,6 +34,8 @@ def required(request: Request) -> set[str]:
     if method == "POST" and path in ("/", "/Bundle"):
         return {"system/*.write"}
     parts = [p for p in path.split("/") if p]
+    if method == "POST" and len(parts) == 3 and parts[0] == "DocumentReference" and parts[2] == "$extract":
+        return _type_scope("DocumentReference", "read")  # reads a stored note; stores nothing
     if path.startswith("/procedure-history") or (len(parts) == 3 and parts[2] == "procedure-history"):
         return _type_scope("Procedure", "read")
     if len(parts) >= 3 and parts[0] == "Patient" and parts[2] in ("$everything", "treatment-lines", "timeline"):

@@ -46,7 +46,7 @@ def _inline() -> bool:
 @bp.post("/sync/push")
 def sync_push() -> Response:
     upstream, patient = _sync_request()
-    if patient and reads.read(_client(), "Patient", patient.split("/", 1)[1]) is None:
+    if patient and reads.current(current_app.extensions["store"], "Patient", patient.split("/", 1)[1]) is None:
         return error(404, f"{patient} is not in the gateway store", "not-found", "patient")
     return _accepted(queues.enqueue(_client(), jobs.push, upstream, patient, is_async=not _inline(),
                                     description=f"push to {upstream}", request_id=g.get("request_id")))
@@ -97,8 +97,7 @@ def resolve_conflict(cid: str) -> Response:
     if entry["status"] != "open":
         return error(409, f"conflict {cid} is already {entry['status']}", "conflict")
     rtype, rid = entry["resource"].split("/", 1)
-    raw = reads.read(_client(), rtype, rid)
-    conflicts.resolve(_client(), entry, body["keep"], json.loads(raw) if raw else None)
+    conflicts.resolve(_client(), entry, body["keep"], reads.current(current_app.extensions["store"], rtype, rid))
     patient = f"Patient/{entry['patient']}" if entry.get("patient") else None
     # The next push of the patient carries the chosen side over (see workers/conflicts.py).
     return _accepted(queues.enqueue(_client(), jobs.push, entry["upstream"], patient, is_async=not _inline(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, g, render_template
 from markupsafe import Markup
 
 from service import timeline_svg
@@ -33,11 +33,12 @@ ABBREVIATION = re.compile(r"\(([0-9A-Z][0-9A-Z\-/]{1,9})\)")
 
 @bp.get("/Patient/<pid>/timeline")
 def patient_timeline(pid: str) -> Response:
-    client = current_app.extensions["redis"]
-    if reads.read(client, "Patient", pid) is None:
+    engine = current_app.extensions["store"]
+    if not reads.patient_exists(engine, pid)[0]:
         return error(404, f"Patient/{pid} is not known", "not-found")
-    summary = json.loads(cached_summary(client, pid)[0])
-    markers = tumour_markers(reads.compartment(client, pid), summary)
+    g.audit_patients = set(g.get("audit_patients", set())) | {pid}
+    summary = json.loads(cached_summary(engine, current_app.extensions["redis"], pid)[0])
+    markers = tumour_markers(reads.compartment(engine, pid), summary)
     chart = timeline_svg.Chart(summary, markers)
     page = render_template("timeline.html", pid=pid, summary=summary, chart=Markup(chart.svg()),
                            legend=Markup(timeline_svg.legend()), frame=chart.frame, unplaced=chart.unplaced,

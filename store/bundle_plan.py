@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qsl
 
 from mappings.errors import CaseError, Issue
 from mappings.fhir_validation import resource_issues
+from mappings.references import identifier_token
 from store.references import iter_references
 
 BUNDLE_TYPES = ("transaction", "batch", "collection")
+# Written by the gateway alone: a client that could write these could forge the audit trail.
+SERVER_ONLY_TYPES = ("AuditEvent",)
+# R4 transaction processing order (http.html#trules): deletes, creates, updates, then reads.
+PROCESSING_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 TYPE_PATTERN = re.compile(r"^[A-Z][A-Za-z]+$")
 
@@ -17,10 +22,10 @@ TYPE_PATTERN = re.compile(r"^[A-Z][A-Za-z]+$")
 @dataclass
 class PlannedEntry:
     index: int
-    method: str  # POST | PUT | DELETE
+    method: str  # POST | PUT | DELETE | GET
     rtype: str
-    rid: str | None = None           # PUT/DELETE Type/id
-    identifier: str | None = None    # conditional PUT / ifNoneExist: 'system|value'
+    rid: str | None = None           # PUT/DELETE/GET Type/id
+    condition: list[tuple[str, str]] | None = None  # ifNoneExist / conditional PUT, DELETE / GET search: the query
     resource: dict | None = None
     full_url: str | None = None
     if_match: str | None = None
@@ -69,16 +74,19 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     if not isinstance(url, str):
         planned.issues.append(Issue(f"{path}.request.url", "request.url must be a string", "structure"))
         return planned
-    if method == "DELETE":
-        _plan_delete(planned, url)
+    if method in ("DELETE", "GET"):
+        _plan_delete_or_get(planned, url)
         return planned
     if method not in ("POST", "PUT"):
-        planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE)", "not-supported"))
+        planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE, GET)", "not-supported"))
         return planned
     planned.issues += _nulls(resource, f"{path}.resource") or resource_issues(resource, f"{path}.resource")
     if planned.issues:
         return planned
     planned.rtype = resource["resourceType"]
+    if planned.rtype in SERVER_ONLY_TYPES:
+        planned.issues.append(Issue(f"{path}.resource.resourceType", f"{planned.rtype} is written by this server only", "forbidden"))
+        return planned
     if btype == "collection":
         _plan_collection(planned)
     elif method == "POST":
@@ -103,45 +111,38 @@ def _nulls(node: object, path: str) -> list[Issue]:
 
 
 def _collection_method(resource: object) -> str:
-    return "PUT" if isinstance(resource, dict) and (resource.get("id") or resource.get("identifier")) else "POST"
+    return "POST"
 
 
 def _plan_collection(planned: PlannedEntry) -> None:
-    """Collection entries have no request: keep by id, else by first identifier, else create."""
-    resource = planned.resource
-    if resource.get("id"):
-        planned.rid = resource["id"]
-    elif resource.get("identifier"):
-        planned.identifier = _token(resource["identifier"][0])
-    if planned.rid is None and planned.identifier is None:
-        planned.method = "POST"
+    """Collection entries have no request: create only (never overwrite by id), once per first identifier."""
+    identifiers = planned.resource.get("identifier") or []
+    first = identifiers[0] if isinstance(identifiers, list) and identifiers else None
+    if isinstance(first, dict) and first.get("value"):
+        planned.condition = [("identifier", identifier_token(first))]
 
 
-def _plan_post(planned: PlannedEntry, url: str, if_none_exist: str | None) -> None:
+def _plan_post(planned: PlannedEntry, url: str, if_none_exist: object) -> None:
     path = planned.path
-    if url.split("?")[0] != planned.rtype:
+    if url.split("?")[0].strip("/") != planned.rtype:
         planned.issues.append(Issue(f"{path}.request.url", f"POST url must be '{planned.rtype}', got {url!r}", "invalid"))
     if if_none_exist is not None and not isinstance(if_none_exist, str):
         planned.issues.append(Issue(f"{path}.request.ifNoneExist", "ifNoneExist must be a string", "structure"))
     elif if_none_exist:
-        token = _identifier_query(if_none_exist)
-        if token is None:
-            planned.issues.append(Issue(f"{path}.request.ifNoneExist", "only 'identifier=system|value' is supported in ifNoneExist", "not-supported"))
-        planned.identifier = token
+        planned.condition = _query(if_none_exist, f"{path}.request.ifNoneExist", planned.issues)
 
 
 def _plan_put(planned: PlannedEntry, url: str) -> None:
     path = planned.path
     base, _, query = url.partition("?")
+    base = base.strip("/")
     if base != planned.rtype and not base.startswith(planned.rtype + "/"):
         planned.issues.append(Issue(f"{path}.request.url", f"PUT url must start with '{planned.rtype}', got {url!r}", "invalid"))
         return
-    if query:
-        planned.identifier = _identifier_query(query)
-        if planned.identifier is None:
-            planned.issues.append(Issue(f"{path}.request.url", "conditional update supports only '?identifier=system|value'", "not-supported"))
+    if query or base == planned.rtype:
+        planned.condition = _query(query, f"{path}.request.url", planned.issues)
         return
-    rid = base.split("/", 1)[1] if "/" in base else ""
+    rid = base.split("/", 1)[1]
     if not ID_PATTERN.match(rid):
         planned.issues.append(Issue(f"{path}.request.url", f"PUT needs 'Type/id' with a valid id, got {url!r}", "invalid"))
     elif planned.resource.get("id") not in (None, rid):
@@ -149,23 +150,30 @@ def _plan_put(planned: PlannedEntry, url: str) -> None:
     planned.rid = rid
 
 
-def _plan_delete(planned: PlannedEntry, url: str) -> None:
-    rtype, _, rid = url.partition("/")
-    if not TYPE_PATTERN.match(rtype) or not ID_PATTERN.match(rid):
-        planned.issues.append(Issue(f"{planned.path}.request.url", f"DELETE needs 'Type/id', got {url!r}", "invalid"))
-    planned.rtype, planned.rid, planned.resource = rtype, rid, None
+def _plan_delete_or_get(planned: PlannedEntry, url: str) -> None:
+    """DELETE Type/id or Type?query (conditional); GET Type/id (read) or Type?query (search)."""
+    base, _, query = url.partition("?")
+    rtype, _, rid = base.strip("/").partition("/")
+    where = f"{planned.path}.request.url"
+    planned.rtype, planned.resource = rtype, None
+    if not TYPE_PATTERN.match(rtype):
+        planned.issues.append(Issue(where, f"{planned.method} needs 'Type/id' or 'Type?query', got {url!r}", "invalid"))
+    elif rid:
+        if query or not ID_PATTERN.match(rid):
+            planned.issues.append(Issue(where, f"{planned.method} needs 'Type/id' or 'Type?query', got {url!r}", "invalid"))
+        planned.rid = rid
+    else:
+        planned.condition = _query(query, where, planned.issues, allow_empty=planned.method == "GET")
+    if planned.method == "DELETE" and rtype in SERVER_ONLY_TYPES:
+        planned.issues.append(Issue(where, f"{rtype} is written by this server only", "forbidden"))
 
 
-def _token(identifier: dict) -> str:
-    return f"{identifier.get('system', '')}|{identifier.get('value', '')}"
-
-
-def _identifier_query(query: str) -> str | None:
-    params = parse_qs(query.split("?")[-1], keep_blank_values=True)
-    values = params.get("identifier")
-    if len(params) != 1 or not values or len(values) != 1 or "|" not in values[0]:
-        return None
-    return unquote(values[0])
+def _query(query: str, path: str, issues: list[Issue], allow_empty: bool = False) -> list[tuple[str, str]]:
+    """The search criteria of a conditional interaction; an empty one would match everything and is refused."""
+    pairs = parse_qsl(query.split("?", 1)[-1], keep_blank_values=True)
+    if not pairs and not allow_empty:
+        issues.append(Issue(path, "a conditional interaction needs search criteria (e.g. 'identifier=system|value')", "required"))
+    return pairs
 
 
 def _check_full_urls(planned: list[PlannedEntry]) -> None:

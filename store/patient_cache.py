@@ -1,24 +1,21 @@
-"""Cached patient views (bundles, summaries) keyed by the patient's write counter.
+"""Cached patient views ($everything pages, treatment-line summaries) in Redis, keyed by the compartment version.
 
-Every write bumps pat:{id}:version in the same MULTI/EXEC as the data, so a cached entry can only be
-found under the version it was built for: once a write is acknowledged, no reader can reach an older
-entry. A view built while a write landed is served but not cached (the version moved under it).
+The version lives in the database (patient_state) and moves in every write's transaction, so a view cached
+under version n is unreachable once a later write commits: no stale read after an acknowledged write. Keys
+are hash-tagged by patient (`cache:{pid}:...`) so that Redis Cluster keeps a patient's views on one slot.
+Redis is a cache only: when it is down or full, views are built and served uncached.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Callable
 
 import redis
 
-from store import keys, reads
-
 TTL_SECONDS = 3600
-# Patient id -> the version this process last saw: lets one pipelined round trip read the version and the
-# entry cached under it together. A wrong guess only costs a second read; a hit needs the guess to equal the
-# version read in the same pipeline, so no entry built for an older version is ever served.
-_last_version: dict[str, int] = {}
-MAX_REMEMBERED = 100_000
+MAX_VARIANTS_PER_PATIENT = 16  # distinct cached views of one patient at one version (query variants)
+log = logging.getLogger("store.cache")
 
 
 def variant_key(*parts: str) -> str:
@@ -29,40 +26,51 @@ def etag(pid: str, version: int, variant: str) -> str:
     return f'W/"{pid}.{version}.{variant}"'
 
 
-def lookup(client: redis.Redis, pid: str, variant: str) -> tuple[bool, int, bytes | None]:
-    """(patient exists, its version, bytes cached for that version or None); one round trip when the version is known."""
-    guess = _last_version.get(pid, 0)
-    pipe = client.pipeline(transaction=False)
-    pipe.exists(keys.resource("Patient", pid))
-    pipe.get(keys.patient_version(pid))
-    pipe.get(keys.cache(pid, guess, variant))
-    exists, raw_version, stored = pipe.execute()
-    version = int(raw_version or 0)
-    if version != guess:
-        if len(_last_version) >= MAX_REMEMBERED:
-            _last_version.clear()
-        _last_version[pid] = version
-        stored = client.get(keys.cache(pid, version, variant))
-    return bool(exists), version, stored
+def key(pid: str, version: int, variant: str) -> str:
+    return f"cache:{{{pid}}}:{version}:{variant}"
 
 
-def cached_view(client: redis.Redis, pid: str, variant: str, build: Callable[[], bytes],
-                found: tuple[int, bytes | None] | None = None) -> tuple[bytes, str, bool]:
-    """(bytes, etag, hit): stored bytes as they are on a hit; built, and cached if still current, on a miss.
+def _variants_key(pid: str, version: int) -> str:
+    return f"cache:{{{pid}}}:{version}:variants"
 
-    `found` is (version, stored bytes) when the caller has already looked them up with lookup().
-    """
-    if found is None:
-        version = reads.patient_version(client, pid)
-        found = version, client.get(keys.cache(pid, version, variant))
-    version, stored = found
+
+def get(client: redis.Redis | None, pid: str, version: int, variant: str) -> bytes | None:
+    if client is None:
+        return None
+    try:
+        return client.get(key(pid, version, variant))
+    except redis.RedisError:
+        return None
+
+
+def put(client: redis.Redis | None, pid: str, version: int, variant: str, body: bytes) -> bool:
+    """Cache body unless the patient already has MAX_VARIANTS_PER_PATIENT views at this version."""
+    if client is None:
+        return False
+    try:
+        pipe = client.pipeline()
+        pipe.sadd(_variants_key(pid, version), variant)
+        pipe.scard(_variants_key(pid, version))
+        pipe.expire(_variants_key(pid, version), TTL_SECONDS)
+        _, size, _ = pipe.execute()
+        if size > MAX_VARIANTS_PER_PATIENT:
+            client.srem(_variants_key(pid, version), variant)
+            return False
+        client.set(key(pid, version, variant), body, ex=TTL_SECONDS)
+        return True
+    except redis.RedisError as exc:
+        log.warning("cache write skipped", extra={"error": type(exc).__name__})
+        return False
+
+
+def cached_view(client: redis.Redis | None, pid: str, version: int, variant: str, build: Callable[[], bytes],
+                current_version: Callable[[], int]) -> tuple[bytes, str, bool]:
+    """(bytes, etag, hit): stored bytes as they are on a hit; built on a miss, and cached only if no write moved
+    the version while it was being built (current_version() reads it again from the database)."""
+    stored = get(client, pid, version, variant)
     if stored is not None:
         return stored, etag(pid, version, variant), True
     body = build()
-    if reads.patient_version(client, pid) == version:
-        client.set(keys.cache(pid, version, variant), body, ex=TTL_SECONDS)
+    if current_version() == version:
+        put(client, pid, version, variant, body)
     return body, etag(pid, version, variant), False
-
-
-def current_etag(client: redis.Redis, pid: str, variant: str) -> str:
-    return etag(pid, reads.patient_version(client, pid), variant)

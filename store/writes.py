@@ -1,8 +1,10 @@
-"""Applies planned Bundle entries to Redis: all-or-nothing per transaction, idempotent on identifiers.
+"""Applies planned entries to the database: a transaction in one database transaction, in R4 processing order.
 
-Optimistic concurrency: the identifier-index and resource keys involved are WATCHed while ids and versions
-are worked out, and the writes go in one MULTI/EXEC; a concurrent write makes EXEC fail and the whole
-entry set is planned again. An identical re-send changes nothing (no new version), so replays are harmless.
+Conditional interactions (ifNoneExist, PUT/DELETE Type?query, conditional references) search inside the
+write's transaction after taking an advisory lock on their criteria, so twenty concurrent conditional creates
+of one identifier make one resource. Rows are locked FOR UPDATE before versions are decided; a unique-key race
+between two creates of one id makes store.db.write() run the whole transaction again. Re-sending identical
+content creates no new version, so replays are harmless.
 """
 from __future__ import annotations
 
@@ -10,17 +12,19 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+from sqlalchemy import Connection, Engine, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-import redis
-
-from mappings.errors import Issue
+from mappings.errors import CaseError, Issue
 from mappings.references import parse_reference
-from store import keys
-from store.bundle_plan import PlannedEntry
+from store import db, indexing
+from store.bundle_plan import PROCESSING_ORDER, PlannedEntry
 from store.references import iter_references, patient_of, rewrite_references
+from store.schema import patient_state, resource_versions, resources
 
-MAX_ATTEMPTS = 20
 _ID_NAMESPACE = uuid.UUID("6f1c1b7e-3f5e-5d0a-9d1e-6b2a4c8e0f11")
+STRICT, LENIENT = "strict", "lenient"
 
 
 @dataclass
@@ -32,31 +36,43 @@ class EntryOutcome:
     resource: dict | None = None
     issues: list[Issue] = field(default_factory=list)
     patient: str | None = None
+    patients: set[str] = field(default_factory=set)  # every compartment the entry changed (old and new)
+    created: bool = False
+    body: dict | None = None                          # a GET entry's answer (resource or searchset)
 
 
 class TransactionFailed(Exception):
-    """The transaction cannot be applied; nothing was written. status: 400, 404, 409 or 412."""
+    """The transaction cannot be applied; nothing was written. status: 400, 404, 409, 410 or 412."""
 
     def __init__(self, issues: list[Issue], status: int):
         super().__init__(issues[0].message if issues else "transaction failed")
         self.issues, self.status = issues, status
 
 
-def dumps(resource: dict) -> bytes:
-    return json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def dumps(resource: dict) -> str:
+    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+
+
+def instant(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_ms() -> int:
+    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
 
 
 def now_instant() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return instant(now_ms())
 
 
 def conditional_id(rtype: str, token: str) -> str:
-    """The id a conditional create/update gives a new resource: derived from the identifier, so that two
-    gateways creating the same identifier at once create the same resource, not two."""
+    """The id a conditional update gives a new resource: derived from its criteria, so that the same upsert sent
+    to two gateways, or replayed after a lost answer, names the same resource."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"{rtype}|{token}"))
 
 
-def _content(resource: dict | None) -> dict | None:
+def content(resource: dict | None) -> dict | None:
+    """A resource without what the server sets (id, meta.versionId, meta.lastUpdated): equal content, no new version."""
     if resource is None:
         return None
     meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
@@ -66,150 +82,298 @@ def _content(resource: dict | None) -> dict | None:
     return stripped
 
 
-def apply_entries(client: redis.Redis, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None) -> list[EntryOutcome]:
-    """Apply entries as one all-or-nothing unit; raises TransactionFailed with nothing written."""
+def apply_entries(engine: Engine, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None,
+                  policy: str = STRICT) -> list[EntryOutcome]:
+    """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or CaseError."""
     if not planned:
         return []
-    for _ in range(MAX_ATTEMPTS):
-        with client.pipeline() as pipe:
-            try:
-                return _attempt(pipe, planned, dict(known_urls or {}))
-            except redis.WatchError:
+    return db.write(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy).run(planned))
+
+
+def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRICT) -> list[EntryOutcome]:
+    """Batch semantics: each entry on its own (a savepoint each), all committed together; one failing entry
+    fails alone with its outcome, the others are applied."""
+    def work(conn: Connection) -> list[EntryOutcome]:
+        known: dict[str, str] = {}
+        outcomes = []
+        for p in planned:
+            if p.issues:
+                outcomes.append(EntryOutcome(STATUS_TEXT[400], issues=p.issues))
                 continue
-    raise TransactionFailed([Issue("Bundle", "too much concurrent change to the same resources; retry", "transient")], 409)
+            try:
+                with conn.begin_nested():
+                    (outcome,) = Transaction(conn, known, policy).run([p])
+            except TransactionFailed as exc:
+                outcome = EntryOutcome(STATUS_TEXT.get(exc.status, str(exc.status)), issues=exc.issues)
+            except CaseError as exc:
+                outcome = EntryOutcome(STATUS_TEXT.get(exc.status, str(exc.status)), issues=exc.issues)
+            if outcome.location and p.full_url:
+                known[p.full_url] = outcome.location.split("/_history")[0]
+            outcomes.append(outcome)
+        return outcomes
+
+    return db.write(engine, work)
 
 
-def _attempt(pipe, planned: list[PlannedEntry], urls: dict[str, str]) -> list[EntryOutcome]:
-    ident_keys = [keys.identifier(p.rtype, p.identifier) for p in planned if p.identifier]
-    if ident_keys:
-        pipe.watch(*ident_keys)
-    ids: dict[int, str] = {}
-    existing_by_condition: dict[int, bool] = {}
-    for p in planned:
-        found = pipe.get(keys.identifier(p.rtype, p.identifier)) if p.identifier else None
-        existing_by_condition[p.index] = found is not None
-        if found is not None:
-            ids[p.index] = found.decode()
-        elif p.rid:
-            ids[p.index] = p.rid
-        elif p.identifier and p.method == "PUT":
-            ids[p.index] = conditional_id(p.rtype, p.identifier)
-        else:
-            ids[p.index] = str(uuid.uuid4())
-        if p.full_url:
-            urls[p.full_url] = f"{p.rtype}/{ids[p.index]}"
-    res_keys = [keys.resource(p.rtype, ids[p.index]) for p in planned]
-    pipe.watch(*res_keys)
-    currents = [json.loads(c) if c else None for c in (pipe.get(k) for k in res_keys)]
-    produced = {f"{p.rtype}/{ids[p.index]}" for p in planned if p.method != "DELETE"}
-    stamp = now_instant()
-    outcomes, writes, issues, status = [], [], [], 400
-    for p, current in zip(planned, currents):
-        rid = ids[p.index]
-        if p.method == "POST" and p.identifier and existing_by_condition[p.index] and current is not None:
-            outcomes.append(_existing(p, rid, current))
-            continue
-        if p.method == "DELETE":
-            outcomes.append(EntryOutcome("204 No Content" if current else "404 Not Found"))
-            if current:
-                writes.append((p, rid, current, None))
-            continue
-        if p.if_match and (current is None or f'W/"{current["meta"]["versionId"]}"' != p.if_match):
-            issues.append(Issue(f"{p.path}.request.ifMatch", f"version mismatch: ifMatch {p.if_match}, current "
-                                f"{'none' if current is None else current['meta']['versionId']}", "conflict"))
-            status = 412
-            outcomes.append(EntryOutcome("412 Precondition Failed"))
-            continue
-        resource = rewrite_references(p.resource, lambda ref: urls.get(ref, ref))
-        resource["id"] = rid
-        missing = _missing_local_targets(pipe, resource, produced, p.path)
-        if missing:
-            issues += missing
-            status = 404 if status == 400 else status
-            outcomes.append(EntryOutcome("404 Not Found"))
-            continue
-        if current is not None and _content(current) == _content(resource):
-            outcomes.append(_existing(p, rid, current))
-            continue
-        version = int(current["meta"]["versionId"]) + 1 if current else 1
-        resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": stamp}
-        resource = {"resourceType": resource["resourceType"], "id": rid, "meta": resource["meta"],
-                    **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
-        outcomes.append(EntryOutcome("201 Created" if current is None else "200 OK", f"{p.rtype}/{rid}/_history/{version}",
-                                     f'W/"{version}"', stamp, resource))
-        writes.append((p, rid, current, resource))
-    if issues:
-        raise TransactionFailed(issues, status)
-    _write(pipe, writes, stamp)
-    return outcomes
+STATUS_TEXT = {400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found", 409: "409 Conflict",
+               410: "410 Gone", 412: "412 Precondition Failed", 422: "422 Unprocessable Entity"}
 
 
-def _existing(p: PlannedEntry, rid: str, current: dict) -> EntryOutcome:
-    version = current["meta"]["versionId"]
-    return EntryOutcome("200 OK", f"{p.rtype}/{rid}/_history/{version}", f'W/"{version}"',
-                        current["meta"]["lastUpdated"], current, patient=patient_of(current))
+class Transaction:
+    """One unit of work on an open write transaction: resolve ids, check, then write in processing order."""
 
+    def __init__(self, conn: Connection, urls: dict[str, str], policy: str):
+        self.conn, self.urls, self.policy = conn, urls, policy
+        self.stamp = now_ms()
+        self.issues: list[Issue] = []
+        self.status = 400
 
-def _missing_local_targets(pipe, resource: dict, produced: set[str], path: str) -> list[Issue]:
-    """Relative references must point to a resource we hold or one this bundle creates."""
-    issues = []
-    for ref_path, ref in iter_references(resource, f"{path}.resource"):
-        rtype, rid = parse_reference(ref)
-        if rtype is None or ref.startswith(("http://", "https://", "#")) or ref in produced:
-            continue
-        if not pipe.exists(keys.resource(rtype, rid)):
-            issues.append(Issue(ref_path, f"reference {ref!r} points to a resource this server does not hold", "not-found"))
-    return issues
+    def fail(self, issue: Issue, status: int) -> None:
+        self.issues.append(issue)
+        if self.status == 400 or status == 412:
+            self.status = status
 
+    def run(self, planned: list[PlannedEntry]) -> list[EntryOutcome]:
+        ids = self._resolve_ids(planned)
+        self._check_one_entry_per_resource(planned, ids)
+        currents = self._lock_rows([(p.rtype, ids[p.index]) for p in planned if ids.get(p.index)])
+        produced = {f"{p.rtype}/{ids[p.index]}" for p in planned if p.method in ("POST", "PUT") and ids.get(p.index)}
+        outcomes: dict[int, EntryOutcome] = {}
+        for p in sorted(planned, key=lambda p: PROCESSING_ORDER.get(p.method, 9)):
+            rid = ids.get(p.index)
+            current = currents.get((p.rtype, rid)) if rid else None
+            outcomes[p.index] = self._apply(p, rid, current, produced, currents)
+        if self.issues:
+            raise TransactionFailed(self.issues, self.status)
+        return [outcomes[p.index] for p in planned]
 
-def _write(pipe, writes: list, stamp: str) -> None:
-    score = int(dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-    owners = {f"{p.rtype}/{rid}": patient_of(new or current) for p, rid, current, new in writes}
-    compartments = []
-    for p, rid, current, new in writes:
-        member = f"{p.rtype}/{rid}"
-        old_owner = pipe.get(keys.owner(p.rtype, rid))
-        pid = owners[member] or _provenance_owner(pipe, new, owners)
-        compartments.append((pid, old_owner.decode() if old_owner else None))
-    pipe.multi()
-    for (p, rid, current, new), (pid, old_pid) in zip(writes, compartments):
-        member = f"{p.rtype}/{rid}"
-        if new is None:
-            pipe.delete(keys.resource(p.rtype, rid))
-            pipe.zrem(keys.type_index(p.rtype), rid)
-            for ident in current.get("identifier", []):
-                pipe.delete(keys.identifier(p.rtype, f"{ident.get('system', '')}|{ident.get('value', '')}"))
-        else:
-            data = dumps(new)
-            pipe.set(keys.resource(p.rtype, rid), data)
-            pipe.rpush(keys.history(p.rtype, rid), data)
-            pipe.zadd(keys.type_index(p.rtype), {rid: score})
-            for ident in new.get("identifier", []):
-                pipe.set(keys.identifier(p.rtype, f"{ident.get('system', '')}|{ident.get('value', '')}"), rid)
-        for patient in {old_pid, pid} - {None}:
-            if new is None or patient != pid:
-                pipe.zrem(keys.members(patient), member)
+    # -- ids -------------------------------------------------------------------------------------------------
+    def _resolve_ids(self, planned: list[PlannedEntry]) -> dict[int, str | None]:
+        ids: dict[int, str | None] = {}
+        for p in planned:
+            if p.method == "GET":
+                ids[p.index] = p.rid
+                continue
+            if p.condition is not None:
+                ids[p.index] = self._conditional_id(p)
+            elif p.rid:
+                ids[p.index] = p.rid
             else:
-                pipe.zadd(keys.members(patient), {member: score})
-                pipe.set(keys.owner(p.rtype, rid), patient)
-            pipe.incr(keys.patient_version(patient))
-            pipe.zadd(keys.CHANGED, {patient: score})
-        if new is None:
-            pipe.delete(keys.owner(p.rtype, rid))
-    pipe.execute()
+                ids[p.index] = str(uuid.uuid4())
+            if p.full_url and ids[p.index] and p.method in ("POST", "PUT"):
+                self.urls[p.full_url] = f"{p.rtype}/{ids[p.index]}"
+        return ids
 
+    def _conditional_id(self, p: PlannedEntry) -> str | None:
+        from store.search import match_rows
 
-def _provenance_owner(pipe, resource: dict | None, owners: dict[str, str | None]) -> str | None:
-    """A Provenance joins the compartment of the first target that has one (in this bundle or stored)."""
-    if not resource or resource.get("resourceType") != "Provenance":
+        criteria = "&".join(f"{k}={v}" for k, v in sorted(p.condition or []))
+        db.lock(self.conn, f"conditional:{p.rtype}?{criteria}")
+        matches = match_rows(self.conn, p.rtype, list(p.condition or []), 2)
+        where = f"{p.path}.request"
+        if len(matches) > 1:
+            self.fail(Issue(where, f"the criteria {p.rtype}?{criteria} match more than one resource", "multiple-matches"), 412)
+            return None
+        if matches:
+            found = matches[0]["res_id"]
+            if p.method == "PUT" and p.resource and p.resource.get("id") not in (None, found):
+                self.fail(Issue(f"{p.path}.resource.id", f"the resource id {p.resource['id']!r} differs from the match {found!r}", "invalid"), 400)
+            return found
+        if p.method == "DELETE":
+            return None
+        if p.method == "PUT":
+            return (p.resource or {}).get("id") or conditional_id(p.rtype, criteria)
+        return str(uuid.uuid4())
+
+    def _check_one_entry_per_resource(self, planned: list[PlannedEntry], ids: dict[int, str | None]) -> None:
+        seen: dict[str, int] = {}
+        for p in planned:
+            rid = ids.get(p.index)
+            if not rid or p.method == "GET":
+                continue
+            key = f"{p.rtype}/{rid}"
+            if key in seen:
+                self.fail(Issue(p.path, f"{key} is also the target of entry[{seen[key]}]: one entry per resource in a transaction", "invalid"), 400)
+            seen.setdefault(key, p.index)
+
+    def _lock_rows(self, keys: list[tuple[str, str | None]]) -> dict[tuple[str, str], dict]:
+        wanted = sorted({(t, i) for t, i in keys if i})
+        if not wanted:
+            return {}
+        query = select(resources).where(tuple_(resources.c.res_type, resources.c.res_id).in_(wanted))
+        if not db.is_sqlite(self.conn):
+            query = query.order_by(resources.c.pk).with_for_update()
+        return {(r.res_type, r.res_id): r._asdict() for r in self.conn.execute(query)}
+
+    # -- one entry -------------------------------------------------------------------------------------------
+    def _apply(self, p: PlannedEntry, rid: str | None, row: dict | None, produced: set[str],
+               rows: dict[tuple[str, str], dict]) -> EntryOutcome:
+        if p.method == "GET":
+            return self._get(p)
+        if p.condition is not None and rid is None:
+            return EntryOutcome("204 No Content" if p.method == "DELETE" else "412 Precondition Failed")
+        live = row is not None and not row["deleted"]
+        current = json.loads(row["body"]) if live else None
+        if p.if_match and not _matches_version(p.if_match, row if live else None):
+            have = row["version"] if live else "none"
+            self.fail(Issue(f"{p.path}.request.ifMatch", f"version mismatch: ifMatch {p.if_match}, current {have}", "conflict"), 412)
+            return EntryOutcome(STATUS_TEXT[412])
+        if p.method == "DELETE":
+            return self._delete(p, rid, row, current)
+        if p.method == "POST" and p.condition is not None and current is not None:
+            return _existing(p.rtype, rid, row, current)
+        assert rid is not None
+        resource = rewrite_references(p.resource, lambda ref: self.urls.get(ref, ref))
+        resource = self._resolve_conditional_references(resource, p.path)
+        resource["id"] = rid
+        warnings = self._check_targets(resource, produced, p.path)
+        if current is not None and content(current) == content(resource):
+            outcome = _existing(p.rtype, rid, row, current)
+            outcome.issues = warnings
+            return outcome
+        return self._put(p, rid, row, resource, warnings)
+
+    def _get(self, p: PlannedEntry) -> EntryOutcome:
+        from store.search import search
+
+        if p.rid:
+            row = self.conn.execute(select(resources).where(resources.c.res_type == p.rtype, resources.c.res_id == p.rid)).first()
+            if row is None or row.deleted:
+                return EntryOutcome(STATUS_TEXT[404 if row is None else 410])
+            return EntryOutcome("200 OK", etag=f'W/"{row.version}"', last_modified=instant(row.last_updated),
+                                body=json.loads(row.body))
+        result = search(self.conn, p.rtype, list(p.condition or []))
+        return EntryOutcome("200 OK", body={"resourceType": "Bundle", "type": "searchset", "total": result.total,
+                                            "entry": [{"resource": json.loads(r["body"]), "search": {"mode": "match"}} for r in result.rows]})
+
+    def _delete(self, p: PlannedEntry, rid: str | None, row: dict | None, current: dict | None) -> EntryOutcome:
+        if current is None or row is None:
+            return EntryOutcome("204 No Content")  # deleting what is not there (any more) succeeds (http.html#delete)
+        version = row["version"] + 1
+        old_patient = row["patient_id"]
+        self.conn.execute(update(resources).where(resources.c.pk == row["pk"]).values(
+            version=version, deleted=True, last_updated=self.stamp, body=None, patient_id=old_patient))
+        self._version_row(row["pk"], p.rtype, rid, version, "DELETE", old_patient, None)
+        indexing.write_index(self.conn, row["pk"], None, old_patient)
+        patients = {old_patient} - {None}
+        self._bump(patients)
+        return EntryOutcome("204 No Content", etag=f'W/"{version}"', patients=patients, patient=old_patient)
+
+    def _put(self, p: PlannedEntry, rid: str, row: dict | None, resource: dict, warnings: list[Issue]) -> EntryOutcome:
+        version = row["version"] + 1 if row else 1
+        stamp = instant(self.stamp)
+        meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
+        resource = {"resourceType": p.rtype, "id": rid, "meta": {**meta, "versionId": str(version), "lastUpdated": stamp},
+                    **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
+        patient = patient_of(resource) or self._provenance_owner(resource)
+        body = dumps(resource)
+        if row is None:
+            pk = self.conn.execute(insert(resources).values(
+                res_type=p.rtype, res_id=rid, version=version, deleted=False, last_updated=self.stamp,
+                patient_id=patient, body=body).returning(resources.c.pk)).scalar_one()
+        else:
+            pk = row["pk"]
+            self.conn.execute(update(resources).where(resources.c.pk == pk).values(
+                version=version, deleted=False, last_updated=self.stamp, patient_id=patient, body=body))
+        method = "POST" if p.method == "POST" else "PUT"
+        self._version_row(pk, p.rtype, rid, version, method, patient, body)
+        indexing.write_index(self.conn, pk, resource, patient)
+        patients = {patient, row["patient_id"] if row else None} - {None}
+        self._bump(patients)
+        created = row is None or bool(row["deleted"])
+        return EntryOutcome("201 Created" if created else "200 OK", f"{p.rtype}/{rid}/_history/{version}", f'W/"{version}"',
+                            stamp, resource, warnings, patient, patients, created)
+
+    def _version_row(self, pk: int, rtype: str, rid: str | None, version: int, method: str, patient: str | None,
+                     body: str | None) -> None:
+        self.conn.execute(insert(resource_versions).values(
+            res_pk=pk, res_type=rtype, res_id=rid, version=version, method=method, last_updated=self.stamp,
+            patient_id=patient, body=body))
+
+    def _bump(self, patients: set[str]) -> None:
+        """The compartments' write counters move in the write's transaction: cached views of them are then unreachable."""
+        for pid in sorted(patients):
+            dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(patient_state).values(patient_id=pid, version=1, changed_at=self.stamp)
+            self.conn.execute(stmt.on_conflict_do_update(
+                index_elements=["patient_id"],
+                set_={"version": patient_state.c.version + 1, "changed_at": self.stamp}))
+
+    # -- references ------------------------------------------------------------------------------------------
+    def _resolve_conditional_references(self, resource: dict, path: str) -> dict:
+        """`Type?criteria` references resolve by search to the one match (http.html#trules); none or several fail."""
+        from store.search import match_rows
+
+        conditional = {ref for _, ref in iter_references(resource, path) if "?" in ref and not ref.startswith(("http:", "https:", "urn:"))}
+        if not conditional:
+            return resource
+        resolved: dict[str, str] = {}
+        for ref in sorted(conditional):
+            rtype, _, query = ref.partition("?")
+            try:
+                matches = match_rows(self.conn, rtype, parse_qsl(query, keep_blank_values=True), 2)
+            except CaseError as exc:
+                for issue in exc.issues:
+                    self.fail(Issue(path, f"conditional reference {ref!r}: {issue.message}", issue.code), 400)
+                continue
+            if len(matches) != 1:
+                what = "no resource" if not matches else "more than one resource"
+                self.fail(Issue(path, f"conditional reference {ref!r} matches {what}", "not-found" if not matches else "multiple-matches"),
+                          404 if not matches else 412)
+                continue
+            resolved[ref] = f"{rtype}/{matches[0]['res_id']}"
+        return rewrite_references(resource, lambda r: resolved.get(r, r))
+
+    def _check_targets(self, resource: dict, produced: set[str], path: str) -> list[Issue]:
+        """Relative references must name a resource held here or made by this transaction (strict), or are kept
+        verbatim with a warning (lenient). urn: references were resolved at planning or fail there."""
+        refs = []
+        for ref_path, ref in iter_references(resource, f"{path}.resource"):
+            rtype, rid = parse_reference(ref)
+            if rtype is None or ref.startswith(("http://", "https://", "#", "urn:")) or ref in produced or "?" in ref:
+                continue
+            refs.append((ref_path, ref, rtype, rid))
+        if not refs:
+            return []
+        held = {(r.res_type, r.res_id) for r in self.conn.execute(
+            select(resources.c.res_type, resources.c.res_id).where(
+                tuple_(resources.c.res_type, resources.c.res_id).in_(sorted({(t, i) for _, _, t, i in refs})),
+                resources.c.deleted.is_(False)))}
+        warnings = []
+        for ref_path, ref, rtype, rid in refs:
+            if (rtype, rid) in held:
+                continue
+            message = f"reference {ref!r} points to a resource this server does not hold"
+            if self.policy == LENIENT:
+                warnings.append(Issue(ref_path, message + "; kept as sent", "not-found", "warning"))
+            else:
+                self.fail(Issue(ref_path, message, "not-found"), 404)
+        return warnings
+
+    def _provenance_owner(self, resource: dict) -> str | None:
+        """A Provenance joins the compartment of the first target that has one."""
+        if resource.get("resourceType") != "Provenance":
+            return None
+        for target in resource.get("target", []):
+            rtype, rid = parse_reference(target.get("reference", ""))
+            if rtype:
+                found = self.conn.execute(select(resources.c.patient_id).where(
+                    resources.c.res_type == rtype, resources.c.res_id == rid)).scalar()
+                if found:
+                    return found
         return None
-    for target in resource.get("target", []):
-        ref = target.get("reference", "")
-        if owners.get(ref):
-            return owners[ref]
-        rtype, rid = parse_reference(ref)
-        if rtype:
-            stored = pipe.get(keys.owner(rtype, rid))
-            if stored:
-                return stored.decode()
-    return None
+
+
+def _matches_version(if_match: str, row: dict | None) -> bool:
+    if row is None:
+        return False
+    wanted = if_match.strip()
+    return wanted in (f'W/"{row["version"]}"', f'"{row["version"]}"', str(row["version"]))
+
+
+def _existing(rtype: str, rid: str | None, row: dict | None, current: dict) -> EntryOutcome:
+    assert row is not None
+    version = row["version"]
+    return EntryOutcome("200 OK", f"{rtype}/{rid}/_history/{version}", f'W/"{version}"', instant(row["last_updated"]),
+                        current, patient=row["patient_id"])
+

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
+
+from typing import Iterator
 
 import pytest
 import redis
 
+import databases
 from service.redis_conn import start_private_redis
+from store import db
 
 pytest_plugins = ["fhir_server_fixture"]
 
+# Gateways and workers that tests start without a database URL share one SQLite file of this run, never the repo's.
+os.environ.setdefault("GATEWAY_DATA_DIR", tempfile.mkdtemp(prefix="gateway-test-data-"))
 DATA = Path(__file__).parent / "data"
 SEED_CASES = ["case1-vipoma", "case2-insulinoma"]
 TEST_DB = 15
@@ -62,11 +69,57 @@ def authorised_client(app):
     return client
 
 
+@pytest.fixture(scope="session", params=databases.ENGINES)
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """One database of each engine for the whole run (migrated once); the store tests run on each."""
+    url = databases.database_url(request.param, tmp_path_factory.mktemp(request.param))
+    databases.migrated_engine(url)
+    yield url
+    if request.param == "postgresql":
+        db.engine_for(url).dispose()
+        databases.drop_postgres_database(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    """The embedded default engine, for tests of the gateway that are not about the store."""
+    url = databases.database_url("sqlite", tmp_path_factory.mktemp("gateway"))
+    databases.migrated_engine(url)
+    return url
+
+
 @pytest.fixture
-def app(redis_url, redis_client):
+def db_engine(database_url):
+    """The store of record on each engine, emptied before the test."""
+    engine = db.engine_for(database_url)
+    databases.empty(engine)
+    return engine
+
+
+def gateway_config(redis_url: str, database_url: str, **extra) -> dict:
+    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "TESTING": True, "API_KEYS": api_keys_config(),
+            "RATE_LIMIT": "100000/minute", **extra}
+
+
+@pytest.fixture
+def app(redis_url, redis_client, sqlite_url):
     from service import create_app
 
-    return create_app({"REDIS_URL": redis_url, "TESTING": True, "API_KEYS": api_keys_config(), "RATE_LIMIT": "100000/minute"})
+    databases.empty(db.engine_for(sqlite_url))
+    return create_app(gateway_config(redis_url, sqlite_url))
+
+
+@pytest.fixture
+def store_app(redis_url, redis_client, db_engine, database_url):
+    """The gateway on each engine (SQLite, PostgreSQL): for tests of the store through the REST API."""
+    from service import create_app
+
+    return create_app(gateway_config(redis_url, database_url))
+
+
+@pytest.fixture
+def store_client(store_app):
+    return authorised_client(store_app)
 
 
 @pytest.fixture

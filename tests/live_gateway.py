@@ -23,7 +23,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(base: str, timeout: float = 15.0) -> None:
+def wait_healthy(base: str, timeout: float = 40.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(requests.ConnectionError):
@@ -34,9 +34,13 @@ def wait_healthy(base: str, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def live_gateway(redis_url: str, output: IO | int = subprocess.DEVNULL, **env: str) -> Iterator[str]:
-    """Yields the base URL; the test API key works; extra env overrides (e.g. SYNC_UPSTREAM_URL)."""
+def live_gateway(redis_url: str, output: IO | int = subprocess.DEVNULL, database_url: str | None = None,
+                 **env: str) -> Iterator[str]:
+    """Yields the base URL; the test API key works; extra env overrides (e.g. SYNC_UPSTREAM_URL). Without a
+    database_url it uses the run's shared SQLite file (GATEWAY_DATA_DIR, set by conftest)."""
     port = free_port()
+    if database_url:
+        env["GATEWAY_DATABASE_URL"] = database_url
     full_env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config(),
                 "GATEWAY_EMBEDDED_STACK": "0", "GATEWAY_RATE_LIMIT": "100000/minute", "PYTHONUNBUFFERED": "1", **env}
     proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=full_env, stdout=output, stderr=subprocess.STDOUT)

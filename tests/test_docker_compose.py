@@ -21,13 +21,43 @@ def test_compose_file_passes_docker_compose_config():
         if os.environ.get("CI"):
             pytest.fail("docker-compose is missing: .ci/run installs Debian's docker-compose package")
         pytest.skip("docker-compose not installed here (CI installs it)")
-    result = subprocess.run([binary, "config", "-q"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    secrets = {"REDIS_PASSWORD": "redis-secret", "POSTGRES_PASSWORD": "postgres-secret"}
+    result = subprocess.run([binary, "config", "-q"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **secrets})
     assert result.returncode == 0, result.stderr
+    # Without the passwords the stack refuses to start rather than run Redis or PostgreSQL open.
+    bare = {k: v for k, v in os.environ.items() if k not in secrets}
+    refused = subprocess.run([binary, "config", "-q"], cwd=REPO, capture_output=True, text=True, timeout=60, env=bare)
+    assert refused.returncode != 0 and "REDIS_PASSWORD" in refused.stderr
 
 
 def test_redis_keeps_writes_with_aof_and_services_have_health_checks():
     assert "--appendonly" in COMPOSE["services"]["redis"]["command"]
     assert "healthcheck" in COMPOSE["services"]["redis"] and "healthcheck" in COMPOSE["services"]["gateway"]
+
+
+def test_redis_requires_a_password_from_the_environment_and_every_client_sends_it():
+    command = COMPOSE["services"]["redis"]["command"]
+    assert command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    for service in OURS:
+        assert COMPOSE["services"][service]["environment"]["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
+
+
+def test_postgres_is_the_store_of_record_with_a_volume_and_a_health_check():
+    postgres = COMPOSE["services"]["postgres"]
+    assert postgres["image"] == "postgres:16" and "pg_isready" in postgres["healthcheck"]["test"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in postgres["volumes"])
+    assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for service in OURS:
+        assert COMPOSE["services"][service]["environment"]["GATEWAY_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert COMPOSE["services"][service]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_only_the_gateway_is_published_on_all_interfaces():
+    for name, service in COMPOSE["services"].items():
+        for port in service.get("ports", []):
+            if name != "gateway":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
 
 
 def _code_text() -> str:

@@ -111,7 +111,7 @@ def test_every_line_is_a_valid_episode_of_care(case):
 def test_rule_pack_version_is_echoed_and_a_callers_pack_is_honoured():
     pack = json.loads(json.dumps(load_rules()))
     pack["version"] = "treatment-lines-test"
-    pack["windows"]["gapDays"] = 10_000
+    pack["lineRules"]["default"]["gapDays"] = 10_000
     summary = summarise(seed_resources("case1-vipoma"), pack)
     assert summary["rulePackVersion"] == "treatment-lines-test"
     assert summarise(seed_resources("case1-vipoma"))["rulePackVersion"] == load_rules()["version"]

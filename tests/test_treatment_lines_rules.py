@@ -169,14 +169,15 @@ def test_death_ends_the_last_line():
     assert summary["death"]["time"]["low"] == "2016-02-01"
 
 
-def test_text_is_read_only_where_coding_is_absent():
+def test_text_names_an_agent_when_no_code_is_known():
     summary = summarise([patient(), statement("lar", None, "2015-01-01", text="Octreotide LAR 30 mg", status="active"),
                          statement("odd", None, "2015-01-01", text="Vitamin D"),
                          {"resourceType": "MedicationStatement", "id": "coded", "status": "completed",
                           "medicationCodeableConcept": concept(SCT, "0000", "octreotide"),
                           "effectiveDateTime": "2015-03-01"}])
-    assert [line_refs(x) for x in summary["lines"]] == [["MedicationStatement/lar"]]
-    assert sorted(f["code"] for f in summary["flags"]) == ["classified-by-text", "unclassified-therapy",
+    # 'octreotide' under an unknown code is still octreotide by its name; 'Vitamin D' is no agent we know.
+    assert [line_refs(x) for x in summary["lines"]] == [["MedicationStatement/coded", "MedicationStatement/lar"]]
+    assert sorted(f["code"] for f in summary["flags"]) == ["classified-by-text", "classified-by-text",
                                                            "unclassified-therapy"]
 
 

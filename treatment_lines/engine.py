@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from treatment_lines import events as ev
 from treatment_lines.lines import Line, LineBuilder, end, first_items, linear_order, modality, start
-from treatment_lines.outcomes import LineContext, end_reason, line_outcomes
+from treatment_lines.merge import merge
+from treatment_lines.order import extreme_nodes
+from treatment_lines.outcomes import LineContext, end_reason, last_backbone_line, line_outcomes
 from treatment_lines.report import interval, not_computable, time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.rules import RuleBook, load_rules
@@ -17,16 +19,22 @@ def summarise(resources: list[dict], rules: dict | None = None) -> dict:
     """The treatment-line summary of one patient; deterministic and independent of the order of `resources`."""
     book = RuleBook(rules or load_rules())
     index = ResourceIndex([r for r in resources if isinstance(r, dict) and r.get("resourceType")])
-    tl = Timeline(index)
+    outcomes = ev.outcomes(index, book)
+    focus = {k for k, _ in index.of_type("Patient", "Condition", "Procedure", *ev.MEDICATION_TYPES)} | {o.key for o in outcomes}
+    tl = Timeline(index, focus)
+    book.use_indication(_indication(index, book, tl))
     therapies, notes = ev.therapies(index, book)
-    conditions, outcomes = ev.conditions(index, book), ev.outcomes(index, book)
+    therapies = merge(therapies, tl)
+    conditions = ev.conditions(index, book)
     lines = LineBuilder(book, tl).build(therapies)
     death = _death_node(index)
     flags = tl.issues + notes + _order_flags(lines, tl)
-    summaries = [_line(n, lines, death, tl, book, conditions, outcomes, flags) for n in range(len(lines))]
+    backbone_at = last_backbone_line(lines)
+    summaries = [_line(n, lines, death, tl, book, conditions, outcomes, flags, backbone_at) for n in range(len(lines))]
     return {
         "rulePackVersion": book.version,
         "patient": index.patient()[0] if index.patient() else None,
+        "indication": book.lines.indication,
         "lines": summaries,
         "surgeries": _surgeries(therapies, tl, book),
         "criticalEvents": _critical(therapies, conditions, tl, book),
@@ -42,12 +50,24 @@ def _death_node(index: ResourceIndex) -> tuple[str, str] | None:
     return None
 
 
+def _indication(index: ResourceIndex, book: RuleBook, tl: Timeline) -> str | None:
+    """The indication table of the patient's first recorded cancer that selects one (default table otherwise)."""
+    found = []
+    for key, resource in index.of_type("Condition"):
+        concept = resource.get("code") or {}
+        name = book.indication(concept.get("coding") or [], concept.get("text"))
+        if name:
+            found.append((tl.sort_key((key, "start")), key, name))
+    return min(found)[2] if found else None
+
+
 def _order_flags(lines: list[Line], tl: Timeline) -> list[dict]:
     """Consecutive lines whose order the recorded times do not prove are flagged, not silently ordered."""
     flags = []
     for n in range(1, len(lines)):
         before, after = lines[n - 1].items(), lines[n].items()
-        if not any(tl.le(start(a), start(b)) for a in before for b in after):
+        latest_after = extreme_nodes(tl, [start(b) for b in after], latest=True)
+        if not any(tl.le(start(a), b) for a in lines[n - 1].first for b in latest_after):
             refs = sorted(i.key for i in before + after)
             flags.append({"code": "order-ambiguous", "references": refs, "lines": [n, n + 1],
                           "message": f"the times of lines {n} and {n + 1} do not prove which came first; "
@@ -62,7 +82,7 @@ def _component(member) -> dict:
     return {
         "reference": item.key, "resourceType": item.rtype, "role": member.role, "class": item.cls,
         "code": {k: coding[k] for k in ("system", "code", "display") if k in coding} if coding else None,
-        "text": ev.label(item.concept), "status": item.status,
+        "text": ev.label(item.concept), "status": item.status, "alsoRecordedAs": list(item.also),
         "dose": f"{dose['value']:g} {dose.get('unit', '')}".strip() if dose and dose.get("value") is not None else None,
         "route": item.route, "frequency": item.frequency, "sites": item.sites,
     }
@@ -73,25 +93,31 @@ def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, 
     items = line.items()
     if following and any(m.role == "backbone" and m.item in items for m in following.members):
         return [start(i) for i in first_items(following, tl)], False, None
-    known = [end(i) for i in items if i.rtype in POINT_EVENTS or end(i) in tl.anchored]
+    known = [end(i) for i in items if i.rtype in POINT_EVENTS or i.key in tl.points or end(i) in tl.anchored]
     if len(known) == len(items):
-        return known, False, None
+        return extreme_nodes(tl, known, latest=True), False, None
     if following is None and any(i.status in OPEN_STATUSES for i in items):
         return [], True, "END-OPEN"
     return [], False, None
 
 
-def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, conditions, outcomes, flags) -> dict:
+def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, conditions, outcomes, flags,
+          backbone_at: dict[str, int]) -> dict:
     line = lines[n]
     following = lines[n + 1] if n + 1 < len(lines) else None
     ctx = LineContext(line, following, death, tl)
-    starts = [start(i) for i in line.items()]
+    starts = [start(i) for i in line.first]  # the earliest start is always among the first therapies
     end_nodes, ongoing, open_rule = _end(line, following, tl)
-    reason = None if ongoing else end_reason(ctx, lines[n + 1:], conditions, outcomes, book)
+    reason = None if ongoing else end_reason(ctx, lambda key: backbone_at.get(key, -1) > n, conditions, outcomes, book)
     if not end_nodes and not ongoing:
         flags.append({"code": "end-unknown", "references": sorted(i.key for i in line.items()), "lines": [n + 1],
                       "message": f"line {n + 1} has no recorded end"})
     fired = list(line.fired)
+    if line.dropped:
+        flags.append({"code": "maintenance", "references": sorted(i.key for i in line.items()), "lines": [n + 1],
+                      "message": f"line {n + 1}: {', '.join(line.dropped)} stopped after induction while "
+                                 f"{', '.join(line.maintenance)} went on (continuation maintenance, same line)"})
+    fired += [("LOT-DUPLICATE", m.item.key) for m in line.members if m.item.also]
     if modality(line, book) == "combined":
         fired.append(("LOT-COMBINED", line.items()[0].key))
     if reason:
@@ -99,8 +125,11 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
     if open_rule:
         fired.append((open_rule, line.items()[0].key))
     members = sorted(line.members, key=lambda m: ROLE_ORDER[m.role])
+    name = _name(line)
     return {
         "number": n + 1,
+        "name": ", ".join(name),
+        "type": "combination" if len(name) > 1 else "monotherapy",
         "modality": modality(line, book),
         "classes": sorted({i.cls for i in line.items()}),
         "start": time_span(tl, starts),
@@ -113,9 +142,15 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
         "outcomes": line_outcomes(ctx, outcomes, conditions, book),
         "timeToNextTreatment": interval(tl, starts, [start(i) for i in first_items(following, tl)], "time to next treatment")
         if following else not_computable("no later line" + (" before death" if death else "")),
+        "maintenance": {"continued": line.maintenance, "dropped": line.dropped} if line.dropped else None,
         "rulesFired": _rules_fired(fired, book),
-        "references": list(dict.fromkeys(m.item.key for m in members)),
+        "references": list(dict.fromkeys(k for m in members for k in [m.item.key, *m.item.also])),
     }
+
+
+def _name(line: Line) -> list[str]:
+    """The line's agents, sorted (therapies without an agent, such as a procedure, by their class)."""
+    return sorted({a for i in line.items() for a in i.agents} | {i.cls for i in line.items() if not i.agents})
 
 
 def _rules_fired(fired: list[tuple[str, str]], book: RuleBook) -> list[dict]:

@@ -40,6 +40,12 @@ class Therapy:
     group: str | None            # MedicationRequest.groupIdentifier
     start_signature: str | None  # the recorded relative start, for therapies split from one statement
     reasons: list[str]
+    agents: tuple[str, ...] = ()  # lexicon agents of a medication (several for 'carboplatin/paclitaxel')
+    also: list[str] = field(default_factory=list)  # other records of this same treatment (LOT-DUPLICATE)
+    part_of: list[str] = field(default_factory=list)
+    request: str | None = None   # MedicationAdministration.request
+    reason_codes: list[str] = field(default_factory=list)
+    reason_texts: list[str] = field(default_factory=list)
     dose: dict | None = None
     daily_dose: tuple[float, str] | None = None
     route: str | None = None
@@ -86,10 +92,25 @@ def _ext_refs(resource: dict, url: str, index: ResourceIndex) -> list[str]:
 
 
 def _medication_concept(resource: dict, index: ResourceIndex) -> dict:
+    """The medication as one concept; a referenced Medication brings its code and its ingredients' codes."""
     if resource.get("medicationCodeableConcept"):
         return resource["medicationCodeableConcept"]
     ref = index.resolve(resource.get("medicationReference"))
-    return index.by_key[ref].get("code", {}) if ref else {"text": (resource.get("medicationReference") or {}).get("display")}
+    if not ref:
+        return {"text": (resource.get("medicationReference") or {}).get("display")}
+    medication = index.by_key[ref]
+    concept = dict(medication.get("code") or {})
+    ingredients = [i.get("itemCodeableConcept") for i in medication.get("ingredient") or [] if i.get("itemCodeableConcept")]
+    if ingredients:
+        # The ingredients name the agents even when the product code is unknown (a compounded or local product).
+        concept["coding"] = list(concept.get("coding") or []) + [c for i in ingredients for c in i.get("coding") or []]
+        texts = [concept.get("text")] + [i.get("text") for i in ingredients]
+        concept["text"] = " / ".join(t for t in texts if t) or None
+        if concept["text"] is None:
+            concept.pop("text")
+    elif not concept:
+        concept = {"text": (resource.get("medicationReference") or {}).get("display")}
+    return concept
 
 
 def _start_signature(resource: dict) -> str | None:
@@ -142,21 +163,28 @@ def therapy(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     """A Procedure or medication resource as a therapy, or None when it is not one we classify."""
     rtype = resource["resourceType"]
     concept = resource.get("code", {}) if rtype == "Procedure" else _medication_concept(resource, index)
-    cls, how = rules.classify(concept)
-    if cls is None:
+    found = rules.classify(concept, medication=rtype != "Procedure")
+    if found.cls is None:
         return None
+    cls, how = found.cls, found.how
     reasons = _status_reasons(resource)
     codes = codes_of(concept)
+    agent_code = "+".join(found.agents) if found.agents else codes[0] if codes else (label(concept) or "").lower()
     item = Therapy(
         key=key, rtype=rtype, cls=cls, classified_by=how, status=resource.get("status", "unknown"), concept=concept,
-        agent_code=codes[0] if codes else (label(concept) or "").lower(),
+        agent_code=agent_code, agents=found.agents,
         explicit_stop=resource.get("status") in STOPPED or bool(reasons),
         stop_reasons=sorted({c for r in reasons for c in codes_of(r)}),
         combined_with=_ext_refs(resource, COMBINED_URL, index),
         group=(resource.get("groupIdentifier") or {}).get("value"),
         start_signature=_start_signature(resource),
         reasons=sorted({r for r in (index.resolve(x) for x in resource.get("reasonReference") or []) if r}),
+        part_of=sorted({r for r in (index.resolve(x) for x in resource.get("partOf") or []) if r}),
+        request=index.resolve(resource.get("request")),
+        reason_codes=sorted({c for rc in resource.get("reasonCode") or [] for c in codes_of(rc)}),
+        reason_texts=[t for t in (label(rc) for rc in resource.get("reasonCode") or []) if t],
     )
+    item.reason_texts += [t for t in (label(index.by_key[r].get("code")) for r in item.reasons) if t]
     intent = next((e.get("valueCodeableConcept") for e in resource.get("extension") or [] if e.get("url") == INTENT_URL), None)
     item.intent = label(intent) if intent else None
     if rtype == "Procedure":
@@ -179,13 +207,13 @@ def therapies(index: ResourceIndex, rules: RuleBook) -> tuple[list[Therapy], lis
             concept = resource.get("code") if resource["resourceType"] == "Procedure" else _medication_concept(resource, index)
             if resource["resourceType"] != "Procedure" or codes_of(concept):
                 notes.append({"code": "unclassified-therapy", "references": [key],
-                              "message": f"'{label(concept)}' is not in the rule pack; ignored"})
+                              "message": f"'{label(concept)}' is in neither the drug lexicon nor the rule pack; ignored"})
             continue
         if item.status in NOT_GIVEN:
             continue
         if item.classified_by == "text":
             notes.append({"code": "classified-by-text", "references": [key],
-                          "message": f"uncoded '{label(item.concept)}' read as {item.cls} from its text"})
+                          "message": f"'{label(item.concept)}' read as {item.cls} from its text (no known code)"})
         found.append(item)
     return found, notes
 
@@ -210,12 +238,12 @@ def condition(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -
 
 def conditions(index: ResourceIndex, rules: RuleBook) -> list[ConditionEvent]:
     found = [condition(k, r, index, rules) for k, r in index.of_type("Condition")]
+    by_key = {event.key: event for event in found}
     for key, resource in index.of_type("Procedure"):
         for ref in resource.get("complicationDetail") or []:
-            target = index.resolve(ref)
-            for event in found:
-                if event.key == target and key not in event.due_to:
-                    event.kind, event.due_to = "complication", sorted(event.due_to + [key])
+            event = by_key.get(index.resolve(ref))
+            if event is not None and key not in event.due_to:
+                event.kind, event.due_to = "complication", sorted(event.due_to + [key])
     return found
 
 

@@ -1,11 +1,21 @@
-"""Draws the lines: one pass over the therapies in time order, applying the rule pack's grouping rules."""
+"""Draws the lines: one pass over the therapies in time order, applying the rule pack's grouping rules.
+
+Every check touches a bounded set (a line's first therapies, the records of one agent read from the latest),
+so a history of thousands of administrations costs about linearly more than one of ten.
+"""
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass, field
 
 from treatment_lines.events import Therapy
+from treatment_lines.order import before, extremes, first_items, linear_order, linked
 from treatment_lines.rules import RuleBook
 from treatment_lines.timeline import Timeline
+from treatment_lines.times import EPS, INF
+
+__all__ = ["Line", "LineBuilder", "Member", "end", "extremes", "first_items", "linear_order", "linked", "modality", "start"]
 
 
 def start(item: Therapy) -> tuple[str, str]:
@@ -24,177 +34,251 @@ class Member:
 
 @dataclass
 class Line:
+    tl: Timeline
     members: list[Member] = field(default_factory=list)
     fired: list[tuple[str, str]] = field(default_factory=list)  # (rule id, reference)
+    first: list[Therapy] = field(default_factory=list)          # line therapies no other one is proven to precede
+    _roles: set[tuple[str, str]] = field(default_factory=set)
+    _line_items: list[Therapy] = field(default_factory=list)
+    by_agent: dict[str, list[Therapy]] = field(default_factory=dict)
+    maintenance: list[str] = field(default_factory=list)  # agents going on after others were dropped
+    dropped: list[str] = field(default_factory=list)
+    _links: set[str] = field(default_factory=set)
 
     def add(self, item: Therapy, role: str, rule: str | None) -> None:
-        if not any(m.item.key == item.key and m.role == role for m in self.members):
+        if (item.key, role) not in self._roles:
+            self._roles.add((item.key, role))
             self.members.append(Member(item, role))
+            if role == "line":
+                self._add_line_item(item)
         if rule:
             self.fired.append((rule, item.key))
 
+    def _add_line_item(self, item: Therapy) -> None:
+        self._line_items.append(item)
+        if not any(before(self.tl, f, item) for f in self.first):
+            self.first = [f for f in self.first if not before(self.tl, item, f)] + [item]
+        # key: the resources the line's therapies name as combined-with; member: the line's own therapies.
+        self._links |= {f"member:{item.key}"} | {f"key:{k}" for k in item.combined_with}
+        if item.group:
+            self._links.add(f"group:{item.group}")
+        if item.start_signature:
+            self._links.add(f"sig:{item.rtype}:{item.start_signature}")
+
     def items(self, role: str = "line") -> list[Therapy]:
+        if role == "line":
+            return list(self._line_items)
         return [m.item for m in self.members if m.role == role]
+
+    def linked_to(self, item: Therapy) -> bool:
+        """Recorded as given with one of the line's therapies (combined-with, request group, same relative start)."""
+        return (f"key:{item.key}" in self._links or any(f"member:{k}" in self._links for k in item.combined_with)
+                or bool(item.group and f"group:{item.group}" in self._links)
+                or bool(item.start_signature and f"sig:{item.rtype}:{item.start_signature}" in self._links))
 
 
 @dataclass
-class SsaRun:
-    """A somatostatin analogue given without a recorded stop, whatever formulation, route or setting."""
+class BackboneRun:
+    """A backbone therapy (SSA, ADT) given without a recorded stop, whatever agent, formulation, route or setting."""
 
+    kind: str
     line: Line
     items: list[Therapy]
     stop: Therapy | None = None
-
-
-def linked(a: Therapy, b: Therapy) -> bool:
-    """Recorded as given together: combined-with, one request group, or the very same relative start."""
-    return (a.key in b.combined_with or b.key in a.combined_with or bool(a.group and a.group == b.group)
-            or bool(a.start_signature and a.rtype == b.rtype and a.start_signature == b.start_signature))
-
-
-def linear_order(items: list[Therapy], tl: Timeline) -> list[Therapy]:
-    """A linear extension of the known order of starts; unordered ties go by earliest possible time, then key.
-
-    Therapies recorded as given together follow each other directly, so that how resources happen to be
-    named never splits a regimen around an unrelated therapy of uncertain time."""
-    remaining = sorted(items, key=lambda i: (tl.sort_key(start(i)), i.key))
-    ordered = []
-    while remaining:
-        def preceded(cand: Therapy) -> bool:
-            return any(tl.le(start(o), start(cand)) and not tl.le(start(cand), start(o)) for o in remaining if o is not cand)
-        pick = next((c for c in remaining if not preceded(c)), remaining[0])
-        ordered.append(pick)
-        remaining.remove(pick)
-        for partner in [c for c in remaining if linked(pick, c)]:
-            ordered.append(partner)
-            remaining.remove(partner)
-    return ordered
 
 
 class LineBuilder:
     def __init__(self, rules: RuleBook, tl: Timeline):
         self.rules, self.tl = rules, tl
         self.lines: list[Line] = []
-        self.run: SsaRun | None = None
+        self.runs: dict[str, BackboneRun] = {}
 
     def build(self, therapies: list[Therapy]) -> list[Line]:
         supportive = []
         for item in linear_order(therapies, self.tl):
             role = self.rules.role(item.cls)
-            if role == "supportive":
+            if role == "supportive" or (role == "therapy" and self._palliative_rt(item)):
                 supportive.append(item)
             elif role == "therapy":
                 self._place(item)
+        self._index_starts()
         for item in supportive:
             line = self._latest_started_by(item)
             if line:
-                line.add(item, "supportive", "LOT-SUPPORTIVE")
+                rule = "LOT-RT-PALLIATIVE" if self.rules.role(item.cls) == "therapy" else "LOT-SUPPORTIVE"
+                line.add(item, "supportive", rule)
+        for line in self.lines:
+            self._maintenance(line)
         return self.lines
+
+    def _palliative_rt(self, item: Therapy) -> bool:
+        """Radiotherapy of bone metastases for palliation accompanies a line; it is not one."""
+        if item.cls != "radiotherapy":
+            return False
+        words = " ".join(item.sites + [item.intent or ""] + item.reason_texts).lower()
+        return any(site in words for site in self.rules.lines.palliative_sites)
 
     # -- placing one therapy ---------------------------------------------------------------------
     def _place(self, item: Therapy) -> None:
-        ssa = self.rules.is_ssa(item.cls)
+        kind = self.rules.backbone(item.cls)
+        run = self.runs.get(kind) if kind else None
         current = self.lines[-1] if self.lines else None
-        if ssa and self.run and self._continues_run(item):
-            self._continue_ssa(item)
+        if run and self._continues_run(run, item):
+            self._continue_backbone(run, item)
             return
         if current and (rule := self._joins_regimen(current, item)):
-            current.add(item, "line", rule)
-            if ssa:
-                self.run = SsaRun(current, [item], item if item.explicit_stop else None)
+            self._add(current, item, rule)
+            if kind:
+                self.runs[kind] = BackboneRun(kind, current, [item], item if item.explicit_stop else None)
             return
-        if current and not ssa and (rule := self._continues_line(current, item)):
-            current.add(item, "line", rule)
+        if current and not kind and (rule := self._continues_line(current, item)):
+            self._add(current, item, rule)
             return
-        self._new_line(item, ssa)
+        self._new_line(item, kind)
 
-    def _continue_ssa(self, item: Therapy) -> None:
-        previous = next((i for i in reversed(self.run.items) if i.agent_code == item.agent_code), self.run.items[-1])
-        rule = "LOT-SSA-ESCALATE" if _escalates(previous, item) else "LOT-SSA-CONTINUE"
-        self.run.items.append(item)
+    def _continue_backbone(self, run: BackboneRun, item: Therapy) -> None:
+        previous = next((i for i in reversed(run.items) if i.agent_code == item.agent_code), run.items[-1])
+        rule = f"LOT-{run.kind}-ESCALATE" if _escalates(previous, item) else f"LOT-{run.kind}-CONTINUE"
+        run.items.append(item)
         if item.explicit_stop:
-            self.run.stop = item
-        if self.run.line is self.lines[-1]:
-            self.run.line.add(item, "line", rule)
+            run.stop = item
+        if run.line is self.lines[-1]:
+            self._add(run.line, item, rule)
         else:
             (self._latest_started_by(item) or self.lines[-1]).add(item, "backbone", rule)
 
-    def _new_line(self, item: Therapy, ssa: bool) -> None:
-        line = Line()
+    def _new_line(self, item: Therapy, kind: str | None) -> None:
+        line = Line(self.tl)
         current = self.lines[-1] if self.lines else None
-        if ssa:
-            rule = "LOT-SSA-START" if not self.run else "LOT-SSA-RESTART" if self.run.stop else "LOT-GAP"
+        run = self.runs.get(kind) if kind else None
+        if kind:
+            rule = f"LOT-{kind}-START" if not run else f"LOT-{kind}-RESTART" if run.stop else "LOT-GAP"
         elif current and self._same_therapy(current, item):
             rule = "LOT-GAP"
         else:
             rule = "LOT-NEW-THERAPY"
-        line.add(item, "line", rule)
-        if not ssa:
-            for running in self._running_ssa(item):
-                line.add(running, "backbone", "LOT-SSA-BACKBONE")
+        self._add(line, item, rule)
+        if not kind:
+            for running in self._running_backbone(item):
+                line.add(running, "backbone", f"LOT-{self.rules.backbone(running.cls)}-BACKBONE")
         self.lines.append(line)
-        if ssa:
-            self.run = SsaRun(line, [item], item if item.explicit_stop else None)
+        if kind:
+            self.runs[kind] = BackboneRun(kind, line, [item], item if item.explicit_stop else None)
 
     # -- the rules -------------------------------------------------------------------------------
     def _joins_regimen(self, line: Line, item: Therapy) -> str | None:
-        members = line.items()
-        if any(linked(item, other) for other in members):
+        if line.linked_to(item):
             return "LOT-REGIMEN-LINK"
-        if any(self.tl.within(start(m), start(item), self.rules.regimen_days) for m in first_items(line, self.tl)):
-            return "LOT-REGIMEN-WINDOW"
+        if any(self.tl.within(start(m), start(item), self.rules.regimen_days) for m in line.first):
+            systemic = {self.rules.modality(i.cls) for i in line.first} | {self.rules.modality(item.cls)}
+            return "LOT-CHEMORADIATION" if {"systemic", "radiotherapy"} <= systemic else "LOT-REGIMEN-WINDOW"
         return None
 
+    def _agent_keys(self, item: Therapy) -> list[str]:
+        if self.rules.is_local(item.cls):
+            return [f"class:{item.cls}"]
+        if item.agents:
+            return [f"agent:{self.rules.lines.substitute.get(a, a)}" for a in item.agents]
+        return [f"code:{item.agent_code}"]
+
     def _same_therapy(self, line: Line, item: Therapy) -> list[Therapy]:
-        local = self.rules.is_local(item.cls)
-        return [m for m in line.items()
-                if (m.cls == item.cls if local else m.agent_code == item.agent_code)]
+        found: dict[str, Therapy] = {}
+        for key in self._agent_keys(item):
+            for other in line.by_agent.get(key, []):
+                found[other.key] = other
+        return list(found.values())
+
+    def _add(self, line: Line, item: Therapy, rule: str) -> None:
+        """A line therapy joins `line`; it is indexed by agent (or local class) for continuation checks."""
+        line.add(item, "line", rule)
+        for key in self._agent_keys(item):
+            line.by_agent.setdefault(key, []).append(item)
 
     def _continues_line(self, line: Line, item: Therapy) -> str | None:
         same = self._same_therapy(line, item)
-        if not same or self._gap_exceeded(same, item):
-            return None
-        return "LOT-LOCAL-REPEAT" if self.rules.is_local(item.cls) else "LOT-CONTINUATION"
+        if same and not self._gap_exceeded(same, item):
+            if self.rules.is_local(item.cls):
+                return "LOT-LOCAL-REPEAT"
+            exact = {a for s in same for a in s.agents}
+            return "LOT-SUBSTITUTION" if item.agents and not set(item.agents) & exact else "LOT-CONTINUATION"
+        if same and item.agents and set(item.agents) <= self.rules.lines.gap_exempt and not any(
+                s.explicit_stop or end(s) in self.tl.anchored for s in same):
+            return "LOT-GAP-EXEMPT"  # refills without a recorded end: silence is not a stop
+        if not same and item.agents and set(item.agents) <= self.rules.lines.additions and not self._gap_exceeded(line.items(), item):
+            return "LOT-ADDITION"
+        return None
 
-    def _gap_exceeded(self, before: list[Therapy], item: Therapy) -> bool:
-        return all(self.tl.lt(end(b), start(item), self.rules.gap_days) for b in before)
+    def _gap_exceeded(self, earlier: list[Therapy], item: Therapy) -> bool:
+        # Read from the latest record: the one that continues is almost always the last one.
+        return all(self.tl.lt(end(b), start(item), self.rules.gap_days) for b in reversed(earlier))
 
-    def _continues_run(self, item: Therapy) -> bool:
-        if self._gap_exceeded(self.run.items, item):
+    def _continues_run(self, run: BackboneRun, item: Therapy) -> bool:
+        if self._gap_exceeded(run.items, item):
             return False
-        if self.run.stop is None:
+        if run.stop is None:
             return True
         # After a recorded stop only a start proven to fall within the regimen window of that stop continues.
-        return self.tl.diff(end(self.run.stop), start(item))[1] <= self.rules.regimen_days
+        return self.tl.diff(end(run.stop), start(item))[1] <= self.rules.regimen_days
 
-    def _running_ssa(self, item: Therapy) -> list[Therapy]:
-        """Exposures of the run still going when `item` starts (or within the regimen window before it).
+    def _running_backbone(self, item: Therapy) -> list[Therapy]:
+        """Exposures of each backbone run still going when `item` starts (or within the regimen window before it).
 
-        An exposure followed by a later one of the same analogue (a dose step, a new injection) counts only
-        if its own end is proven to reach the new therapy's start.
+        An exposure followed by a later one of the same agent (a dose step, a new injection) counts only if its
+        own end is proven to reach the new therapy's start.
         """
-        if not self.run:
-            return []
-        tl, items = self.tl, self.run.items
+        found = []
+        tl = self.tl
+        for kind in sorted(self.runs):
+            items, seen, later_same = self.runs[kind].items, set(), []
+            for s in reversed(items):
+                later_same.append(s.agent_code in seen)
+                seen.add(s.agent_code)
+            later_same.reverse()
+            found += [s for n, s in enumerate(items)
+                      if not tl.lt(end(s), start(item), self.rules.regimen_days)
+                      and (not later_same[n] or tl.le(start(item), end(s)))]
+        return found
 
-        def replaced(n: int, s: Therapy) -> bool:
-            # Items of the run were all placed before `item` in the linear order of starts.
-            return any(o.agent_code == s.agent_code for o in items[n + 1:])
-        return [s for n, s in enumerate(items)
-                if not tl.lt(end(s), start(item), self.rules.regimen_days)
-                and (not replaced(n, s) or tl.le(start(item), end(s)))]
+    def _index_starts(self) -> None:
+        """Per frame, the suffix minima of the lines' earliest possible starts: lines that cannot have started by
+        a time are skipped in one bisection (a therapy proven to start before X has its earliest time <= X's)."""
+        self._suffix: dict[str, list[float]] = {}
+        for frame in self.tl.frames():
+            lows = [min((self.tl.low(start(m), frame) for m in line.first), default=INF) for line in self.lines]
+            suffix, best = [INF] * len(lows), INF
+            for n in range(len(lows) - 1, -1, -1):
+                best = min(best, lows[n])
+                suffix[n] = best
+            self._suffix[frame] = suffix
 
     def _latest_started_by(self, item: Therapy) -> Line | None:
-        for line in reversed(self.lines):
-            if any(self.tl.le(start(m), start(item)) for m in line.items()):
+        last = len(self.lines)
+        for frame, suffix in getattr(self, "_suffix", {}).items():
+            low = self.tl.low(start(item), frame)
+            if low != -INF and math.isfinite(low) and len(suffix) == len(self.lines):
+                last = min(last, bisect.bisect_right(suffix, low + EPS))
+        for line in reversed(self.lines[:last]):
+            if any(self.tl.le(start(m), start(item)) for m in line.first):
                 return line
         return None
 
+    def _maintenance(self, line: Line) -> None:
+        """Agents of the induction that stop while others go on: continuation maintenance, flagged on the line."""
+        items = [i for i in line.items() if i.agents]
+        agents = sorted({a for i in items for a in i.agents})
+        if len(agents) < 2:
+            return
+        exposures = {a: [i for i in items if a in i.agents] for a in agents}
+        latest = extremes(self.tl, [i for i in items], latest=True)
 
-def first_items(line: Line, tl: Timeline) -> list[Therapy]:
-    """The line's therapies that no other therapy of the line is proven to precede: where the line starts."""
-    items = line.items()
-    return [i for i in items if not any(tl.le(start(o), start(i)) and not tl.le(start(i), start(o)) for o in items)]
+        def stopped_before(agent: str, later: Therapy) -> bool:
+            return all(self.tl.lt(end(e), start(later), self.rules.regimen_days) for e in reversed(exposures[agent]))
+        dropped = sorted({a for i in latest for a in agents if a not in i.agents and stopped_before(a, i)})
+        if dropped:
+            line.dropped = dropped
+            line.maintenance = sorted(set(agents) - set(dropped))
+            going_on = next(i for i in latest if any(a not in i.agents for a in dropped))
+            line.add(going_on, "line", "LOT-MAINTENANCE")
 
 
 def _escalates(previous: Therapy, item: Therapy) -> bool:
@@ -206,4 +290,6 @@ def modality(line: Line, rules: RuleBook) -> str:
     found = {rules.modality(i.cls) for i in line.items()}
     if len(found) == 1:
         return found.pop()
+    if found == {"systemic", "radiotherapy"}:
+        return "chemoradiation"
     return "combined"

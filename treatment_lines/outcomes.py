@@ -1,6 +1,8 @@
 """What happened during and after each line: outcomes linked to it, and why it ended."""
 from __future__ import annotations
 
+from typing import Callable
+
 from treatment_lines.events import ConditionEvent, OutcomeEvent, Therapy
 from treatment_lines.lines import Line, end, first_items, start
 from treatment_lines.rules import RuleBook
@@ -70,11 +72,12 @@ def line_outcomes(ctx: LineContext, outcomes: list[OutcomeEvent], conditions: li
     }
 
 
-def _continued_later(item: Therapy, later: list[Line]) -> bool:
-    return any(item.key == m.item.key for line in later for m in line.members if m.role == "backbone")
+def last_backbone_line(lines: list[Line]) -> dict[str, int]:
+    """Therapy key -> index of the last line that carries it as backbone (computed once per summary)."""
+    return {m.item.key: n for n, line in enumerate(lines) for m in line.members if m.role == "backbone"}
 
 
-def end_reason(ctx: LineContext, later: list[Line], conditions: list[ConditionEvent], outcomes: list[OutcomeEvent],
+def end_reason(ctx: LineContext, continued_later: Callable[[str], bool], conditions: list[ConditionEvent], outcomes: list[OutcomeEvent],
                rules: RuleBook) -> dict | None:
     """The highest-priority reason with evidence, as {code, rule, evidence}; None while the line is open."""
     found: dict[str, dict] = {}
@@ -84,7 +87,7 @@ def end_reason(ctx: LineContext, later: list[Line], conditions: list[ConditionEv
 
     for item in ctx.line.items():
         # A stop counts for this line only if the therapy did not go on as a later line's backbone.
-        if item.explicit_stop and not _continued_later(item, later):
+        if item.explicit_stop and not continued_later(item.key):
             for code in item.stop_reasons:
                 if code in rules.status_reasons:
                     note("status-reason", rules.status_reasons[code], "END-STATUS-REASON", item.key)

@@ -221,3 +221,37 @@ def resource_times(key: str, resource: dict) -> tuple[list[Absolute], list[Relat
     if not absolute:
         absolute = standard_times(key, resource)
     return absolute, relative
+
+
+def _order_only(resource: dict) -> bool:
+    """A MedicationRequest whose only time is authoredOn (no dosage bounds)."""
+    if resource.get("resourceType") != "MedicationRequest" or not resource.get("authoredOn"):
+        return False
+    return not any(((i.get("timing") or {}).get("repeat") or {}).get("boundsPeriod")
+                   for i in resource.get("dosageInstruction") or [])
+
+
+def _medication_token(resource: dict) -> str:
+    concept = resource.get("medicationCodeableConcept") or {}
+    codes = sorted(f"{c.get('system')}|{c.get('code')}" for c in concept.get("coding") or [] if c.get("code"))
+    return repr(codes) if codes else (concept.get("text") or repr(resource.get("medicationReference")))
+
+
+def point_orders(index) -> set[str]:
+    """Orders with only authoredOn that form a series of the same medication: each reads as one administration.
+
+    The last order of a series that is still active keeps an open end (the therapy may be going on)."""
+    series: dict[str, list[tuple[float, str, str]]] = {}
+    for key, resource in index.by_key.items():
+        if _order_only(resource) and date_bounds(resource["authoredOn"]):
+            series.setdefault(_medication_token(resource), []).append(
+                (date_bounds(resource["authoredOn"])[0], key, resource.get("status", "unknown")))
+    points: set[str] = set()
+    for orders in series.values():
+        if len(orders) < 2:
+            continue
+        orders.sort()
+        points |= {key for _, key, _ in orders[:-1]}
+        if orders[-1][2] not in ("active", "on-hold", "draft", "unknown"):
+            points.add(orders[-1][1])
+    return points

@@ -14,7 +14,9 @@ import redis
 
 from rq import get_current_job
 
-from store import audit_log, keys, reads
+from store import audit_log, reads
+from store.db import DatabaseUnavailable
+from workers.database import store
 from workers import defaults, pull as pull_module, push as push_module, sync_state
 from workers.fhir_client import FhirClient
 from workers.locks import JobLease
@@ -33,8 +35,8 @@ def push(upstream_name: str, patient: str | None = None) -> dict:
     if patient:
         pids = [_pid(patient)]
     else:
-        pids = reads.patients_changed_since(client, sync_state.push_watermark(client, upstream_name))
-    progress.set_total(sum(client.zcard(keys.members(pid)) for pid in pids))
+        pids = reads.patients_changed_since(store(), sync_state.push_watermark(client, upstream_name))
+    progress.set_total(sum(reads.compartment_size(store(), pid) for pid in pids))
     log.info("job %s: push to %s, %d patient(s)", job.id, upstream_name, len(pids), extra=_context(job))
     batch = defaults.setting("SYNC_BATCH_SIZE")
     with _accounted(job, "push", upstream_name, pids, fhir, summary):
@@ -75,8 +77,8 @@ def _accounted(job, kind: str, upstream_name: str, pids: list[str], fhir: FhirCl
         try:
             if fhir.errors_seen:
                 client.hincrby(UPSTREAM_ERRORS, upstream_name, fhir.errors_seen)
-            audit_log.append(client, audit_log.sync_event(kind, upstream_name, pids, ok, job.id, (job.meta or {}).get("request_id")))
-        except redis.RedisError:
+            audit_log.append(store(), audit_log.sync_event(kind, upstream_name, pids, ok, job.id, (job.meta or {}).get("request_id")))
+        except (redis.RedisError, DatabaseUnavailable):
             log.error("job %s: could not record its audit event", job.id)
 
 

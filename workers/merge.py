@@ -4,20 +4,21 @@ the patient's version and so invalidates its cached bundles."""
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from typing import ContextManager
 
 import redis
 
 from mappings.errors import CaseError
 from mappings.references import parse_reference
-from store import keys
+from store import db, reads
 from store.bundle_plan import plan_bundle
 from store.references import patient_of, rewrite_references
 from store.writes import TransactionFailed, apply_entries
-from workers.queues import enqueue_summaries
 from workers import conflicts, sync_state
+from workers.database import store
+from workers.queues import enqueue_summaries
 from workers.results import Summary
 from workers.sync_state import Baseline, content, content_hash
 
@@ -87,13 +88,24 @@ def _local_ids(client: redis.Redis, upstream: str, remotes: list[dict]) -> dict[
         if _uref(r) in known:
             continue
         for ident in r.get("identifier", []):
-            found = client.get(keys.identifier(r["resourceType"], f"{ident.get('system', '')}|{ident.get('value', '')}"))
+            found = _held_by_identifier(r["resourceType"], ident)
             if found:
-                known[_uref(r)] = found.decode()
+                known[_uref(r)] = found
                 break
         else:
             known[_uref(r)] = str(uuid.uuid5(_NAMESPACE, f"{upstream}|{_uref(r)}"))
     return known
+
+
+def _held_by_identifier(rtype: str, ident: dict) -> str | None:
+    """The id of the one live resource of rtype holding this identifier (None for none or several)."""
+    from store.search import match_rows
+
+    if not ident.get("value"):
+        return None
+    with db.reading(store()) as conn:
+        rows = match_rows(conn, rtype, [("identifier", f"{ident.get('system', '')}|{ident['value']}")], 2)
+    return rows[0]["res_id"] if len(rows) == 1 else None
 
 
 def _target_map(client: redis.Redis, upstream: str, remotes: list[dict], lids: dict[str, str]) -> dict[str, str]:
@@ -113,8 +125,8 @@ def _target_map(client: redis.Redis, upstream: str, remotes: list[dict], lids: d
 def _merge_group(client: redis.Redis, upstream: str, base_url: str, pid: str | None, items: list[tuple[dict, dict]],
                  summary: Summary, job_id: str | None) -> None:
     refs = [f"{local['resourceType']}/{local['id']}" for _, local in items]
-    raw = client.mget([keys.resource(*ref.split("/", 1)) for ref in refs])
-    currents = {ref: json.loads(r) if r else None for ref, r in zip(refs, raw)}
+    held = {f"{r['resourceType']}/{r['id']}": r for r in reads.load_many(store(), [tuple(ref.split("/", 1)) for ref in refs])}
+    currents = {ref: held.get(ref) for ref in refs}
     bases = sync_state.baselines(client, upstream, refs)
     writes, synced = [], {}
     for (remote, local), ref in zip(items, refs):
@@ -147,7 +159,7 @@ def _write(client: redis.Redis, upstream: str, writes: list[tuple[dict, dict, st
         for _, local, _ in writes]}
     _, planned = plan_bundle(bundle, len(writes))
     try:
-        outcomes = apply_entries(client, planned)
+        outcomes = apply_entries(store(), planned)
     except TransactionFailed as exc:
         for _, local, _ in writes:
             summary.error(f"local store refused the merge ({exc.status}: {exc.issues[0].code})",

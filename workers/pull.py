@@ -7,6 +7,7 @@ import datetime as dt
 import redis
 
 from store import reads
+from workers.database import store
 from workers import merge, sync_state
 from workers.fhir_client import FhirClient
 from workers.merge import LockFor
@@ -60,10 +61,8 @@ def _patient_filters(client: redis.Redis, fhir: FhirClient, pid: str | None) -> 
 
 
 def _find_by_identifier(client: redis.Redis, fhir: FhirClient, pid: str) -> str | None:
-    import json
-
-    raw = reads.read(client, "Patient", pid)
-    identifiers = json.loads(raw).get("identifier", []) if raw else []
+    patient = reads.current(store(), "Patient", pid)
+    identifiers = patient.get("identifier", []) if patient else []
     if not identifiers:
         return None
     ident = identifiers[0]

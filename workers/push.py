@@ -13,6 +13,7 @@ import redis
 
 from mappings.references import parse_reference
 from store import reads
+from workers.database import store
 from store.references import rewrite_references
 from workers import conflicts, merge, sync_state
 from workers.errors import UpstreamRejected
@@ -28,7 +29,7 @@ RACE_RETRIES = 2  # re-reads of a patient whose upstream copy changed between ou
 def push_patient(client: redis.Redis, fhir: FhirClient, pid: str, summary: Summary, progress: Progress,
                  batch_size: int, job_id: str | None) -> None:
     """Push one patient's compartment; the caller holds the patient's lock."""
-    resources = sorted(reads.compartment(client, pid), key=lambda r: (TYPE_ORDER.get(r["resourceType"], 8), r["id"]))
+    resources = sorted(reads.compartment(store(), pid), key=lambda r: (TYPE_ORDER.get(r["resourceType"], 8), r["id"]))
     for attempt in range(RACE_RETRIES + 1):
         try:
             _push_resources(client, fhir, resources, summary, progress, batch_size, job_id, pid)

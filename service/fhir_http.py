@@ -1,0 +1,93 @@
+"""R4 http.html details shared by the REST routes: formats (406), Prefer, ETag and Last-Modified headers,
+conditional reads (304), and the one way a stored version becomes a response."""
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+from flask import Response, request
+
+from mappings.errors import CaseError, Issue
+from service.outcome import FHIR_JSON, fhir_response, operation_outcome
+from store.reads import Stored
+
+JSON_FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
+XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir")
+RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
+
+
+def check_format() -> None:
+    """Only JSON is served: `_format=xml` or an Accept that admits no JSON is 406 (http.html#mime-type)."""
+    fmt = request.args.get("_format")
+    if fmt and fmt not in JSON_FORMATS:
+        raise CaseError([Issue("?_format", f"_format {fmt!r} is not served; this server speaks application/fhir+json", "not-supported")], 406)
+    accept = request.accept_mimetypes
+    if request.headers.get("Accept") and not fmt and not (accept.best_match([FHIR_JSON, "application/json"])):
+        raise CaseError([Issue("Accept", f"cannot answer in {request.headers['Accept']!r}; this server speaks application/fhir+json",
+                               "not-supported")], 406)
+
+
+def http_date(ms: int) -> str:
+    return email.utils.format_datetime(dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc), usegmt=True)
+
+
+def version_etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def prefer() -> dict[str, str]:
+    """The Prefer header as a dict (return=..., handling=..., respond-async)."""
+    found: dict[str, str] = {}
+    for part in request.headers.get("Prefer", "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            found[name.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def lenient() -> bool:
+    return prefer().get("handling") == "lenient"
+
+
+def not_modified(stored: Stored) -> bool:
+    """If-None-Match (an ETag match) or If-Modified-Since (no change since): 304 (http.html#cread)."""
+    tags = [t.strip() for t in request.headers.get("If-None-Match", "").split(",") if t.strip()]
+    if tags:
+        return "*" in tags or version_etag(stored.version) in tags or f'"{stored.version}"' in tags
+    since = request.headers.get("If-Modified-Since")
+    if since:
+        try:
+            parsed = email.utils.parsedate_to_datetime(since)
+        except (TypeError, ValueError):
+            return False
+        return stored.last_updated // 1000 <= int(parsed.timestamp())
+    return False
+
+
+def version_headers(stored: Stored, location: bool = False) -> dict[str, str]:
+    headers = {"ETag": version_etag(stored.version), "Last-Modified": http_date(stored.last_updated)}
+    if location:
+        from service.paging import base_url
+
+        headers["Location"] = f"{base_url()}/{stored.rtype}/{stored.rid}/_history/{stored.version}"
+    return headers
+
+
+def resource_response(stored: Stored, status: int = 200, location: bool = False) -> Response:
+    headers = version_headers(stored, location)
+    if not_modified(stored) and status == 200 and request.method == "GET":
+        return Response(status=304, headers=headers)
+    return Response(stored.body, status=status, mimetype=FHIR_JSON, headers=headers)
+
+
+def write_response(stored: Stored, status: int, warnings: list[Issue]) -> Response:
+    """The answer to a create or update, as Prefer: return= asks (representation by default)."""
+    choice = prefer().get("return", "representation")
+    headers = version_headers(stored, location=True)
+    if choice == "minimal":
+        return Response(status=status, headers=headers)
+    if choice == "OperationOutcome":
+        issues = warnings or [Issue(f"{stored.rtype}/{stored.rid}", f"{'created' if status == 201 else 'updated'} version {stored.version}",
+                                    "informational", "information")]
+        return fhir_response(operation_outcome(issues), status, headers)
+    return Response(stored.body, status=status, mimetype=FHIR_JSON, headers=headers)

@@ -1,0 +1,152 @@
+"""The database of record: engine from GATEWAY_DATABASE_URL (SQLite file by default), migrations, transactions.
+
+SQLite is the embedded default, as HAPI defaults to H2: WAL journal, full fsync, a busy timeout, and write
+transactions that take the write lock at BEGIN (BEGIN IMMEDIATE), so two writers queue instead of failing on
+lock upgrade. PostgreSQL is the production engine: conditional writes serialise on transaction-scoped advisory
+locks, rows on SELECT ... FOR UPDATE, and a unique-key race between two creates of one id retries the whole
+transaction (which then sees the other's row).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
+
+T = TypeVar("T")
+DEFAULT_DATA_DIR = ".gateway-data"
+RETRIES = 8
+_engines: dict[str, Engine] = {}
+
+
+class DatabaseUnavailable(Exception):
+    """The database did not answer; nothing was acknowledged (the gateway answers 503 with Retry-After)."""
+
+
+def default_url(environ: dict[str, str] | None = None) -> str:
+    """GATEWAY_DATABASE_URL, else a SQLite file in the data folder (GATEWAY_DATA_DIR, default ./.gateway-data)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GATEWAY_DATABASE_URL"):
+        return environ["GATEWAY_DATABASE_URL"]
+    folder = Path(environ.get("GATEWAY_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'gateway.sqlite3'}"
+
+
+def engine_for(url: str, migrate: bool = True) -> Engine:
+    """One engine per URL and process (engines pool connections); migrated to the newest schema on first use."""
+    if url not in _engines:
+        engine = _create(url)
+        if migrate:
+            upgrade(engine)
+        _engines[url] = engine
+    return _engines[url]
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        # NullPool: a file connection is cheap to open, and no connection outlives its thread.
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30, "check_same_thread": False})
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's begin event below issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+def is_sqlite(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def upgrade(engine: Engine) -> None:
+    """Alembic upgrade to head (store/migrations), serialised across processes on PostgreSQL."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("alembic-upgrade")})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def lock(conn: Connection, name: str) -> None:
+    """Serialise writers on `name` until this transaction ends (SQLite's BEGIN IMMEDIATE already serialises all)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read transaction (one snapshot on PostgreSQL's REPEATABLE READ, SQLite's deferred BEGIN)."""
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+    except OperationalError as exc:
+        if _unavailable(exc):
+            raise DatabaseUnavailable(str(exc.orig)) from None
+        raise
+
+
+def write(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """Run work(conn) in one write transaction, retried whole on a lost race; work must only touch the database."""
+    for attempt in range(RETRIES):
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(write=True)
+                with conn.begin():
+                    return work(conn)
+        except IntegrityError:
+            if attempt == RETRIES - 1:
+                raise
+        except OperationalError as exc:
+            if _unavailable(exc):
+                raise DatabaseUnavailable(str(exc.orig)) from None
+            if not _retryable(exc) or attempt == RETRIES - 1:
+                raise
+        except DBAPIError as exc:
+            if not _retryable(exc) or attempt == RETRIES - 1:
+                raise
+        time.sleep(min(0.5, 0.01 * 2 ** attempt))
+    raise AssertionError("unreachable")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """Serialisation failures and deadlocks (PostgreSQL SQLSTATE 40001, 40P01) and SQLite's busy lock."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01") or "database is locked" in str(exc.orig)
+
+
+def _unavailable(exc: OperationalError) -> bool:
+    message = str(exc.orig).lower()
+    return any(s in message for s in ("connection refused", "could not connect", "server closed the connection",
+                                       "terminating connection", "connection is closed", "unable to open database",
+                                       "the database system is", "connection timeout", "consuming input failed"))
