@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from narrative import extract_drafts  # noqa: E402
-from narrative.scoring import predicted_units, score  # noqa: E402
+from narrative import extract_drafts
+from narrative.scoring import predicted_units, score
 
 
 def gold_files(folders: list[Path]) -> list[Path]:
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     print(f"{'all':<22}{all_tp / max(1, all_tp + all_fp):>7.3f}{all_tp / max(1, all_tp + all_fn):>7.3f}")
     if characters:
         print(f"\ntime per 1,000 characters: {seconds / characters * 1000 * 1000:.1f} ms "
-              f"({characters} characters, {seconds:.2f} s, first call includes building the pipeline)")
+              f"({characters} characters, {seconds:.2f} s)")
     return 0
 
 

@@ -54,7 +54,8 @@ def make(i: int) -> dict:
 def load(engine: Engine, start: int, stop: int, chunk: int = 20_000) -> None:
     for lo in range(start, stop, chunk):
         batch = [make(i) for i in range(lo, min(stop, lo + chunk))]
-        res_rows, idx_rows = [], {k: [] for k in INDEX_TABLES}
+        res_rows: list[dict] = []
+        idx_rows: dict[str, list[dict]] = {k: [] for k in INDEX_TABLES}
         for offset, resource in enumerate(batch):
             pk = lo + offset + 1
             pid = resource["subject"]["reference"].split("/")[1]
@@ -79,7 +80,9 @@ def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
     if not rows:
         return
     columns = list(rows[0])
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])

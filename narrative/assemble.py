@@ -9,16 +9,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from narrative import quantities, timeexpr
+from narrative import timeexpr
 from narrative.mentions import Mention, Sentence, evidence
 from narrative.rules import lexicon
 from narrative.textmap import CleanText
 
-IHC_CUE = re.compile(r"immunohistochemi|inmunohistochemi|immunostain|staining", re.I)
-NEW_CUE = re.compile(r"\b(a new|another|second|again)\s+(?:\w+\s+){0,2}$", re.I)
-START_CUE = re.compile(r"\b(resumed|restarted|re-started)\b", re.I)
-STOP_CUE = re.compile(r"\b(stop|stopped|discontinued|interrupted|withdrawn)\b", re.I)
-INCREASE_CUE = re.compile(r"\b(increased|decreased|reduced|raised)\b", re.I)
+IHC_CUE = re.compile(r"immunohistochemi|inmunohistochemi|immunostain|staining", re.IGNORECASE)
+NEW_CUE = re.compile(r"\b(a new|another|second|again)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+START_CUE = re.compile(r"\b(resumed|restarted|re-started)\b", re.IGNORECASE)
+STOP_CUE = re.compile(r"\b(stop|stopped|discontinued|interrupted|withdrawn)\b", re.IGNORECASE)
+INCREASE_CUE = re.compile(r"\b(increased|decreased|reduced|raised)\b", re.IGNORECASE)
 ROUTES = {"subcutaneous": "subcutaneous", "intravenous": "intravenous", "intramuscular": "intramuscular"}
 CONDITION_ROLES = {"primary-tumour": "primary-tumour", "metastasis": "metastasis", "symptom": "symptom",
                    "syndrome": "syndrome", "complication": "complication", "critical-event": "critical-event"}
@@ -72,7 +72,7 @@ class Assembler:
         return fact
 
     def cite(self, fact_id: str, mention: Mention, role: str = "mention") -> None:
-        record = {"fact": fact_id, "role": role, "type": mention.category, "key": mention.key,
+        record: dict = {"fact": fact_id, "role": role, "type": mention.category, "key": mention.key,
                   "start": mention.start, "end": mention.end, "text": mention.text, "rule": mention.rule,
                   "assertion": mention.assertion}
         if mention.cue:
@@ -91,7 +91,7 @@ class Assembler:
 
     @staticmethod
     def mention_record(mention: Mention) -> dict:
-        record = {"type": mention.category, "key": mention.key, "start": mention.start, "end": mention.end,
+        record: dict = {"type": mention.category, "key": mention.key, "start": mention.start, "end": mention.end,
                   "text": mention.text, "rule": mention.rule, "assertion": mention.assertion}
         if mention.cue:
             record["cue"] = mention.cue

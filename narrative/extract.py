@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import hashlib
 
-from loguru import logger
-
 from narrative.facts import CaseReader
 from narrative.mentions import section_mentions
 from narrative.pipeline import extraction_pipeline, section_pipeline
 from narrative.textmap import CleanText, clean
-
-# PyRuSH logs every sentence boundary at DEBUG level through loguru; that is noise in a service log.
-logger.disable("PyRuSH")
 
 
 def case_ranges(cleaned: CleanText) -> list[tuple[str | None, int, int]]:
@@ -20,7 +15,7 @@ def case_ranges(cleaned: CleanText) -> list[tuple[str | None, int, int]]:
     doc = section_pipeline()(cleaned.text)
     sections = [(s.category, doc[s.title_start:s.title_end].text.strip(), doc[s.body_start:s.body_end])
                 for s in doc._.sections if s.body_end > s.body_start]
-    cases = [(title, body.start_char, body.end_char) for category, title, body in sections if category == "case"]
+    cases: list[tuple[str | None, int, int]] = [(title, body.start_char, body.end_char) for category, title, body in sections if category == "case"]
     if cases:
         return cases
     kept = [(body.start_char, body.end_char) for category, _, body in sections if category != "discussion"]

@@ -4,10 +4,16 @@ from __future__ import annotations
 import re
 
 from narrative import quantities, timeexpr
-from narrative.assemble import (CONDITION_ROLES, IHC_CUE, INCREASE_CUE, NEW_CUE, ROUTES, START_CUE, STOP_CUE,
-                                Assembler, Draft)
+from narrative.assemble import (
+    CONDITION_ROLES,
+    IHC_CUE,
+    NEW_CUE,
+    ROUTES,
+    STOP_CUE,
+    Assembler,
+    Draft,
+)
 from narrative.mentions import Mention, Sentence
-from narrative.rules import lexicon
 
 LINE_SECTIONS = ("procedures", "medications")
 
@@ -259,8 +265,9 @@ class CaseReader(Assembler):
         fact["value"] = {"value": value.value["value"], "unit": value.value["unit"]}
         if "elevated" in lowered or "high" in lowered:
             fact["interpretation"] = "high"
-        if "dropped" in lowered and self.last_event:
-            fact["time"] = {"before": self.latest_treatment(antitumour=True)["id"], "text": "before the drop"}
+        treatment = self.latest_treatment(antitumour=True) if "dropped" in lowered else None
+        if treatment is not None:
+            fact["time"] = {"before": treatment["id"], "text": "before the drop"}
         else:
             same = next((f for f in self.case.get("conditions", []) if f["id"] in self.sentence_new), None)
             fact["time"] = ({"at": same["id"]} if same else {"at": self.last_event} if self.last_event
@@ -405,4 +412,4 @@ def _clean(fact: dict) -> dict:
     return {k: v for k, v in fact.items() if v is not None and v != [] and v != {}}
 
 
-__all__ = ["CaseReader", "lexicon"]
+__all__ = ["CaseReader"]

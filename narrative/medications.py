@@ -7,7 +7,7 @@ from narrative import quantities
 from narrative.assemble import INCREASE_CUE, ROUTES, START_CUE, STOP_CUE
 from narrative.mentions import Mention, Sentence
 
-JOINED = re.compile(r"^\s*(?:\(|,|and|with|plus|\+)\s*(?:\w+\s+)?$", re.I)
+JOINED = re.compile(r"^\s*(?:\(|,|and|with|plus|\+)\s*(?:\w+\s+)?$", re.IGNORECASE)
 
 
 def medication_mention(reader, mention: Mention, sentence: Sentence, here: list[Mention], times, handled) -> str | None:

@@ -56,9 +56,7 @@ def _credited(reader, mention: Mention, sentence: Sentence, here: list[Mention])
         rel = other.clean_start - sentence.start
         if STOP_CUE.search(sentence.text[max(0, rel - 25):rel]):
             continue
-        if other.start < mention.start:
-            credited.append(fact_id)
-        elif " with " in reader.clean.original[mention.end:other.start]:
+        if other.start < mention.start or " with " in reader.clean.original[mention.end:other.start]:
             credited.append(fact_id)
     return list(dict.fromkeys(credited))
 

@@ -18,15 +18,15 @@ DURATION_UNITS = {"hour": "h", "hours": "h", "h": "h", "day": "d", "days": "d", 
                   "month": "mo", "months": "mo", "year": "a", "years": "a"}
 LAB_UNIT = r"(?:pmol/l|pmol/L|nmol/l|nmol/L|mmol/l|mmol/L|mEq/l|mEq/L|mEq/I|mg/24\s?h|mg/dl|mg/dL|ng/ml|ng/mL|U/l|U/L|U/I|µg/l|ug/l|%)"
 AGE = re.compile(r"\b(\d{1,3})[- ]year[- ]old\b")
-FEMALE = re.compile(r"\b(woman|female|girl|lady)\b", re.I)
-MALE = re.compile(r"\b(man|male|boy|gentleman)\b", re.I)
+FEMALE = re.compile(r"\b(woman|female|girl|lady)\b", re.IGNORECASE)
+MALE = re.compile(r"\b(man|male|boy|gentleman)\b", re.IGNORECASE)
 VALUE = re.compile(rf"(\d+(?:\.\d+)?)\s*({LAB_UNIT})(?![\w/])")
 DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|g)(?:\s*(?:/\s*(\d+)\s*(h|d)\b|every\s+(\d+)\s*(hours?|days?|weeks?|months?)"
                   r"|\s+(daily|a day|per day)))?")
 PARTICLES = re.compile(r"(\d+)\s*[–-]\s*(\d+)\s*[μµ]m")
 SEGMENTS = re.compile(r"\bsegments?\s+((?:I{1,3}|IV[ab]?|V|VI{1,3}|VIII)(?:\s*(?:,|and|,\s*and)\s*(?:I{1,3}|IV[ab]?|V|VI{1,3}|VIII))*)\b")
 SEGMENT = re.compile(r"IV[ab]?|VI{0,3}|I{1,3}")
-COUNT_BEFORE = re.compile(rf"\b({NUMBER}|several|multiple|repeated)\s+(?:\w+\s+){{0,3}}$", re.I)
+COUNT_BEFORE = re.compile(rf"\b({NUMBER}|several|multiple|repeated)\s+(?:\w+\s+){{0,3}}$", re.IGNORECASE)
 
 
 def number(word: str) -> float:

@@ -11,12 +11,12 @@ from narrative.quantities import DURATION_UNITS, NUMBER, integral, number
 
 UNIT = r"(hours?|days?|weeks?|months?|years?)"
 _PATTERNS = (
-    ("respectively", re.compile(rf"\b({NUMBER}) and ({NUMBER}) {UNIT} later,? respectively", re.I)),
-    ("after-named", re.compile(rf"\b({NUMBER}) {UNIT} after ([A-Z][\w-]*)", re.I)),
-    ("later", re.compile(rf"\b({NUMBER}) {UNIT} later\b", re.I)),
-    ("after", re.compile(rf"\bafter ({NUMBER}) {UNIT}\b", re.I)),
-    ("duration", re.compile(rf"\bfor (?:the following |the next )?({NUMBER}) {UNIT}\b", re.I)),
-    ("duration", re.compile(rf"\b({NUMBER}) {UNIT}(?= of\b)", re.I)),
+    ("respectively", re.compile(rf"\b({NUMBER}) and ({NUMBER}) {UNIT} later,? respectively", re.IGNORECASE)),
+    ("after-named", re.compile(rf"\b({NUMBER}) {UNIT} after ([A-Z][\w-]*)", re.IGNORECASE)),
+    ("later", re.compile(rf"\b({NUMBER}) {UNIT} later\b", re.IGNORECASE)),
+    ("after", re.compile(rf"\bafter ({NUMBER}) {UNIT}\b", re.IGNORECASE)),
+    ("duration", re.compile(rf"\bfor (?:the following |the next )?({NUMBER}) {UNIT}\b", re.IGNORECASE)),
+    ("duration", re.compile(rf"\b({NUMBER}) {UNIT}(?= of\b)", re.IGNORECASE)),
 )
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from service.outcome import fhir_response
 from service.paging import page_params
+from service.rate_limit import client_address
 from store import audit_log
 from store.db import DatabaseUnavailable
 
@@ -60,7 +61,7 @@ def audit_event(status: int) -> dict:
         "outcomeDesc": f"HTTP {status}",
         # network.type 2: IP Address (http://hl7.org/fhir/network-type); for 401s the address is all we know.
         "agent": [{"who": {"identifier": {"value": principal.client if principal else "anonymous"}}, "requestor": True,
-                   "network": {"address": request.remote_addr or "unknown", "type": "2"}}],
+                   "network": {"address": client_address(), "type": "2"}}],
         "source": {"observer": {"display": "oncology-gateway"}},
         "entity": entities,
     }

@@ -1,10 +1,13 @@
 """The CapabilityStatement: what this gateway really serves, built from the data the routes use (the search
-parameters of mappings/search_parameters.json, the interactions of service/resources.py)."""
+parameters of mappings/search_parameters.json, the types of mappings/r4_resource_types.csv, the interactions of
+service/resources.py); tests/test_rest_conformance.py checks every claim against the running routes."""
 from __future__ import annotations
 
+from mappings.fhir_validation import model_class
 from mappings.references import CANONICAL_BASE
+from service.resources import served_types
 from store.bundle_plan import SERVER_ONLY_TYPES
-from store.search import SEARCH_MODIFIERS, SEARCHABLE, supported_parameters
+from store.search import SEARCH_MODIFIERS, supported_parameters
 
 SOFTWARE_VERSION = "0.2.0"
 INSTANCE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")
@@ -14,26 +17,47 @@ SEARCH_DOCS = {"token": "system|code, |code, system|, code", "reference": "Type/
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 
 
+def _interactions(rtype: str) -> list[str]:
+    if rtype in SERVER_ONLY_TYPES:
+        # The audit trail is its own table, listed by GET /AuditEvent (service/audit.py); it is never written
+        # or read through the resource routes.
+        return ["search-type"]
+    # POST /Bundle processes a transaction, batch or collection (service/bundles.py): it does not store a Bundle.
+    return [i for i in INSTANCE_INTERACTIONS if not (rtype == "Bundle" and i == "create")]
+
+
+def _search_params(rtype: str) -> list[dict]:
+    if rtype in SERVER_ONLY_TYPES:
+        return [{"name": "patient", "type": "reference", "documentation": "Patient/id or id"}]
+    return [{"name": name, "type": kind, "documentation": f"{SEARCH_DOCS.get(kind, '')}; modifiers: "
+             f"{', '.join(sorted(SEARCH_MODIFIERS.get(kind, ()))) or 'none'}"}
+            for name, kind in supported_parameters(rtype).items()]
+
+
 def _resource(rtype: str) -> dict:
     writable = rtype not in SERVER_ONLY_TYPES
-    interactions = [i for i in INSTANCE_INTERACTIONS if writable or i not in ("update", "delete", "create")]
-    entry: dict = {
-        "type": rtype, "versioning": "versioned", "readHistory": True, "updateCreate": writable,
-        "conditionalCreate": writable, "conditionalRead": "full-support", "conditionalUpdate": writable,
-        "conditionalDelete": "single" if writable else "not-supported", "referencePolicy": ["literal", "logical", "local"],
-        "interaction": [{"code": i} for i in interactions],
-        "searchParam": [{"name": name, "type": kind, "documentation": f"{SEARCH_DOCS.get(kind, '')}; modifiers: "
-                         f"{', '.join(sorted(SEARCH_MODIFIERS.get(kind, ()))) or 'none'}"}
-                        for name, kind in supported_parameters(rtype).items()],
-        "searchInclude": ["*"], "searchRevInclude": ["*"],
-    }
+    entry: dict = {"type": rtype, "interaction": [{"code": i} for i in _interactions(rtype)],
+                   "searchParam": _search_params(rtype)}
+    if writable:
+        entry.update({
+            "versioning": "versioned", "readHistory": True, "updateCreate": True, "conditionalCreate": True,
+            "conditionalRead": "full-support", "conditionalUpdate": True, "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical", "local"], "searchInclude": ["*"], "searchRevInclude": ["*"]})
     if rtype == "Patient":
         entry["operation"] = [{"name": "everything", "definition": EVERYTHING}]
     return entry
 
 
+def _validated(rtype: str) -> bool:
+    try:
+        model_class(rtype)
+        return True
+    except (ValueError, AttributeError, KeyError):
+        return False
+
+
 def capability_statement() -> dict:
-    types = sorted(set(SEARCHABLE) | {"Patient", "Provenance", "AuditEvent"})
+    types = sorted(served_types() | set(SERVER_ONLY_TYPES))
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -46,8 +70,8 @@ def capability_statement() -> dict:
         "patchFormat": [],
         "rest": [{
             "mode": "server",
-            "documentation": ("Every R4 resource type can be created, read, updated, deleted and read in history; the "
-                              "types listed here also have their R4 search parameters indexed. Searches page by keyset "
+            "documentation": ("Every resource type listed can be created, read, updated, deleted and read in history, "
+                              "and searched by the parameters listed with it. Searches page by keyset "
                               "cursors; _sort, _count, _include, _revinclude, _summary, _elements and _total are "
                               "served; an unknown parameter or modifier is a 400, or ignored and reported with "
                               "Prefer: handling=lenient. Case mapping, procedure histories, treatment lines and sync "
@@ -58,7 +82,6 @@ def capability_statement() -> dict:
             "resource": [_resource(t) for t in types],
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
             "searchParam": [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}],
-            "operation": [{"name": "everything", "definition": EVERYTHING}],
         }],
         "url": f"{CANONICAL_BASE}/CapabilityStatement/oncology-gateway",
     }

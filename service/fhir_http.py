@@ -28,7 +28,7 @@ def check_format() -> None:
 
 
 def http_date(ms: int) -> str:
-    return email.utils.format_datetime(dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc), usegmt=True)
+    return email.utils.format_datetime(dt.datetime.fromtimestamp(ms // 1000, dt.UTC), usegmt=True)
 
 
 def version_etag(version: int) -> str:
@@ -64,6 +64,13 @@ def not_modified(stored: Stored) -> bool:
     return False
 
 
+def empty_response(status: int, headers: dict[str, str]) -> Response:
+    """A response without a body (204, 304, return=minimal) carries no Content-Type: there is nothing to type."""
+    response = Response(status=status, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
 def version_headers(stored: Stored, location: bool = False) -> dict[str, str]:
     headers = {"ETag": version_etag(stored.version), "Last-Modified": http_date(stored.last_updated)}
     if location:
@@ -76,7 +83,7 @@ def version_headers(stored: Stored, location: bool = False) -> dict[str, str]:
 def resource_response(stored: Stored, status: int = 200, location: bool = False) -> Response:
     headers = version_headers(stored, location)
     if not_modified(stored) and status == 200 and request.method == "GET":
-        return Response(status=304, headers=headers)
+        return empty_response(304, headers)
     return Response(stored.body, status=status, mimetype=FHIR_JSON, headers=headers)
 
 
@@ -85,7 +92,7 @@ def write_response(stored: Stored, status: int, warnings: list[Issue]) -> Respon
     choice = prefer().get("return", "representation")
     headers = version_headers(stored, location=True)
     if choice == "minimal":
-        return Response(status=status, headers=headers)
+        return empty_response(status, headers)
     if choice == "OperationOutcome":
         issues = warnings or [Issue(f"{stored.rtype}/{stored.rid}", f"{'created' if status == 201 else 'updated'} version {stored.version}",
                                     "informational", "information")]

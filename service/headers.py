@@ -16,11 +16,16 @@ STRICT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' 
 OPERATOR_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
                    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 OPERATOR_PREFIXES = ("/docs", "/rq")
+# The extraction review page (service/extract.py): its own packaged script and style, and fetch to this origin.
+REVIEW_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                 "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+REVIEW_PAGES = ("/cases/$extract/review",)
 
 
 def secure(response: Response) -> Response:
     operator = request.path.startswith(OPERATOR_PREFIXES)
-    response.headers["Content-Security-Policy"] = OPERATOR_POLICY if operator else STRICT_POLICY
+    review = request.path in REVIEW_PAGES
+    response.headers["Content-Security-Policy"] = OPERATOR_POLICY if operator else REVIEW_POLICY if review else STRICT_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"

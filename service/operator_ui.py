@@ -31,7 +31,7 @@ def _same_origin() -> bool:
     if origin:  # browsers send it on every POST; "null" (sandboxed or privacy-stripped) never matches
         return origin.lower() == own
     referer = request.headers.get("Referer")
-    return bool(referer) and _origin(referer) == own
+    return referer is not None and _origin(referer) == own
 
 
 def guard_actions() -> Response | None:

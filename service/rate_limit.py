@@ -18,9 +18,18 @@ log = logging.getLogger("gateway.rate_limit")
 FAILURES = "auth-failures"  # namespace of the failed-authentication counters
 
 
+def client_address() -> str:
+    """The caller's address: the peer, or with GATEWAY_TRUST_PROXY_HEADERS=1 the last X-Forwarded-For entry
+    (the one our own proxy appended; entries before it are the client's to forge)."""
+    forwarded = request.headers.get("X-Forwarded-For") if current_app.config.get("TRUST_PROXY_HEADERS") else None
+    if forwarded and forwarded.split(",")[-1].strip():
+        return forwarded.split(",")[-1].strip()
+    return request.remote_addr or "unknown"
+
+
 def _client_key() -> str:
     principal = g.get("principal")
-    return f"client:{principal.client}" if principal else f"addr:{request.remote_addr}"
+    return f"client:{principal.client}" if principal else f"addr:{client_address()}"
 
 
 def _failure_limit():
@@ -31,7 +40,7 @@ def auth_failures_exceeded() -> bool:
     """True when this address has used up its failed authentications for the current window."""
     limiter, item = _failure_limit()
     try:
-        return not limiter.test(item, FAILURES, request.remote_addr or "unknown")
+        return not limiter.test(item, FAILURES, client_address())
     except Exception:  # noqa: BLE001 - like Flask-Limiter's swallowed errors: a Redis outage answers 503 elsewhere
         log.warning("failed-authentication counter unavailable")
         return False
@@ -40,7 +49,7 @@ def auth_failures_exceeded() -> bool:
 def count_auth_failure() -> None:
     limiter, item = _failure_limit()
     try:
-        limiter.hit(item, FAILURES, request.remote_addr or "unknown")
+        limiter.hit(item, FAILURES, client_address())
     except Exception:  # noqa: BLE001 - see auth_failures_exceeded
         log.warning("failed-authentication counter unavailable")
 

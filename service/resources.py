@@ -2,13 +2,16 @@
 update and delete, search by GET and POST, history at instance, type and system level."""
 from __future__ import annotations
 
+import csv
 import json
+from functools import lru_cache
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from mappings.errors import CaseError, Issue
-from mappings.fhir_validation import model_class
 from service import fhir_http
 from service.outcome import error, fhir_response, operation_outcome
 from service.paging import base_url
@@ -19,23 +22,46 @@ from store.writes import EntryOutcome, TransactionFailed, apply_entries, instant
 
 bp = Blueprint("resources", __name__)
 HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT = 50, 1000
+RESOURCE_TYPES_FILE = Path(__file__).resolve().parent.parent / "mappings" / "r4_resource_types.csv"
 
 
 def _engine():
     return current_app.extensions["store"]
 
 
+@lru_cache(maxsize=1)
+def served_types() -> frozenset[str]:
+    """The R4 resource types served: those of mappings/r4_resource_types.csv marked served (the R4 types that
+    fhir.resources can validate). Data types such as Coding have models too, but are never resources."""
+    with RESOURCE_TYPES_FILE.open(encoding="utf-8", newline="") as handle:
+        return frozenset(row["type"] for row in csv.DictReader(handle) if row["served"] == "yes")
+
+
 def known_type(rtype: str) -> bool:
-    try:
-        model_class(rtype)
-        return True
-    except (ValueError, AttributeError, KeyError):
-        return False
+    return rtype in served_types()
 
 
 def _require_type(rtype: str) -> None:
-    if not known_type(rtype):
-        raise CaseError([Issue("$", f"'{rtype}' is not a FHIR R4 resource type", "not-found")], 404)
+    if known_type(rtype):
+        return
+    allowed = _other_methods(request.path)
+    if allowed:  # one of the gateway's own routes (/cases, /sync, ...) asked with a method it does not take
+        raise MethodNotAllowed(valid_methods=allowed)
+    raise CaseError([Issue("$", f"'{rtype}' is not a FHIR R4 resource type", "not-found")], 404)
+
+
+def _other_methods(path: str) -> list[str]:
+    """The methods that reach a route other than this blueprint's generic /<type> rules for this path."""
+    adapter = current_app.url_map.bind("")
+    found = []
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:
+            continue
+        if not str(endpoint).startswith("resources."):
+            found.append(method)
+    return found
 
 
 def load_resource(rtype: str, rid: str) -> dict | None:
@@ -84,12 +110,13 @@ def _gone(stored: reads.Stored) -> Response:
 def _single(entry: dict, rtype: str) -> EntryOutcome:
     """One interaction as a one-entry transaction: the same checks, ids, versions and indexes as a Bundle."""
     _, (planned,) = plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, 1)
+    criteria = "If-None-Exist" if "ifNoneExist" in entry["request"] else "url"
     if planned.issues:
-        raise CaseError([_rest_path(i, rtype) for i in planned.issues])
+        raise CaseError([_rest_path(i, rtype, criteria) for i in planned.issues])
     try:
         (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"])
     except TransactionFailed as exc:
-        raise CaseError([_rest_path(i, rtype) for i in exc.issues], exc.status) from None
+        raise CaseError([_rest_path(i, rtype, criteria) for i in exc.issues], exc.status) from None
     _audit(*outcome.patients, outcome.patient)
     hook = current_app.extensions.get("after_write")
     if hook:
@@ -97,10 +124,12 @@ def _single(entry: dict, rtype: str) -> EntryOutcome:
     return outcome
 
 
-def _rest_path(issue: Issue, rtype: str) -> Issue:
-    """Bundle.entry[0].resource.x -> Type.x; the request parts -> the HTTP element they came from."""
+def _rest_path(issue: Issue, rtype: str, criteria: str) -> Issue:
+    """Bundle.entry[0].resource.x -> Type.x; the request parts -> the HTTP element they came from (`criteria`:
+    where a conditional interaction's search came from, If-None-Exist or the url)."""
     path = issue.path.replace("Bundle.entry[0].resource", rtype).replace("Bundle.entry[0].request.ifNoneExist", "If-None-Exist")
     path = path.replace("Bundle.entry[0].request.ifMatch", "If-Match").replace("Bundle.entry[0].request.url", "url")
+    path = path.replace("Bundle.entry[0].request", criteria)
     return Issue(path.replace("Bundle.entry[0]", rtype), issue.message, issue.code, issue.severity)
 
 
@@ -177,7 +206,7 @@ def _delete_answer(outcome: EntryOutcome) -> Response:
     if fhir_http.prefer().get("return") == "OperationOutcome":
         return fhir_response(operation_outcome([Issue("$", "deleted" if outcome.etag else "nothing to delete", "informational",
                                                       "information")]), 200, headers)
-    return Response(status=204, headers=headers)
+    return fhir_http.empty_response(204, headers)
 
 
 def _query() -> str:

@@ -3,7 +3,7 @@ _summary and _elements applied (and marked SUBSETTED), lenient-handling warnings
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from urllib.parse import urlencode
 
 from sqlalchemy import Engine
@@ -57,7 +57,7 @@ def search_bundle(engine: Engine, rtype: str, params: list[tuple[str, str]], pat
     return bundle, patients
 
 
-@lru_cache(maxsize=None)
+@cache
 def summary_elements(rtype: str) -> frozenset[str]:
     """The top-level elements R4 marks isSummary for a type (as fhir.resources records them)."""
     fields = model_class(rtype).model_fields

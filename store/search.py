@@ -88,11 +88,12 @@ def supported_parameters(rtype: str) -> dict[str, str]:
 def search(conn: Connection, rtype: str, params: list[tuple[str, str]], *, lenient: bool = False,
            cursor: str | None = None, patient: str | None = None) -> SearchResult:
     q = _parse(rtype, params, lenient, paging=True)
+    q.fingerprint.append(("_compartment", patient or ""))
     r = resources.alias("r")
     where = _where(r, rtype, q.terms, patient)
     if q.summary == "count":
-        total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
-        return SearchResult([], [], total, None, q.warnings, True, None, None)
+        counted = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
+        return SearchResult([], [], counted, None, q.warnings, True, None, None)
     keys = _sort_keys(r, q)
     after = _decode_cursor(cursor, q, keys) if cursor else None
     fetched = conn.execute(_page_query(q, r, where, keys, after)).all()
@@ -100,7 +101,7 @@ def search(conn: Connection, rtype: str, params: list[tuple[str, str]], *, lenie
     rows = [_row(x) for x in page]
     next_cursor = _encode_cursor(q, [*(getattr(page[-1], f"k{i}") for i in range(len(keys) - 1)), page[-1].pk]) \
         if more and page else None
-    total = None
+    total: int | None = None
     if q.total == "accurate":
         total = conn.execute(select(func.count()).select_from(r).where(where)).scalar_one()
     elif not more and after is None:
@@ -412,7 +413,8 @@ def _reference_params(rtype: str, name: str) -> list[str]:
 def _include_query(q: _Query, rows: list[dict], item: tuple[str, str, str | None]) -> Any:
     rtype, name, target = item
     ir, r2 = INDEX_TABLES["reference"].alias(), resources.alias()
-    conditions = [ir.c.res_pk.in_([row["pk"] for row in rows]), ir.c.param.in_(_reference_params(rtype, name))]
+    conditions: list[ColumnElement[bool]] = [ir.c.res_pk.in_([row["pk"] for row in rows]),
+                                             ir.c.param.in_(_reference_params(rtype, name))]
     if target:
         conditions.append(ir.c.target_type == target)
     return (select(r2.c.pk, r2.c.res_type, r2.c.res_id, r2.c.version, r2.c.last_updated, r2.c.body).distinct()

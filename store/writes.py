@@ -136,6 +136,10 @@ class Transaction:
     def run(self, planned: list[PlannedEntry]) -> list[EntryOutcome]:
         ids = self._resolve_ids(planned)
         self._check_one_entry_per_resource(planned, ids)
+        if self.issues:
+            # Stop before any write: two entries on one resource would otherwise both insert it, and the
+            # unique-key error (retried by db.write, then raised) became a 500 instead of this 400.
+            raise TransactionFailed(self.issues, self.status)
         currents = self._lock_rows([(p.rtype, ids[p.index]) for p in planned if ids.get(p.index)])
         produced = {f"{p.rtype}/{ids[p.index]}" for p in planned if p.method in ("POST", "PUT") and ids.get(p.index)}
         outcomes: dict[int, EntryOutcome] = {}

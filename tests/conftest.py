@@ -81,9 +81,10 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory) -> str:
-    """The embedded default engine, for tests of the gateway that are not about the store."""
-    url = databases.database_url("sqlite", tmp_path_factory.mktemp("gateway"))
+def sqlite_url() -> str:
+    """The embedded default (SQLite in GATEWAY_DATA_DIR, a temp folder of this run), for tests of the gateway
+    that are not about the store: in-process jobs, workers and gateway processes started without a URL use it too."""
+    url = db.default_url()
     databases.migrated_engine(url)
     return url
 

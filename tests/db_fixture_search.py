@@ -9,7 +9,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, delete, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from store import indexing
 from store.schema import INDEX_TABLES, metadata, resources

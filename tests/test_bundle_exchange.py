@@ -1,4 +1,5 @@
-"""EHR bundle exchange against a real Redis: round trips, idempotency, all-or-nothing, batch and collection."""
+"""EHR bundle exchange on the store of record (SQLite and PostgreSQL): round trips, idempotency, all-or-nothing,
+batch and collection."""
 from __future__ import annotations
 
 import copy
@@ -7,19 +8,28 @@ import json
 import pytest
 
 from conftest import authorised_client, load_case
+from store_state import snapshot
 from mappings.case_bundle import case_to_bundle
+
+
+@pytest.fixture
+def client(store_client):
+    """These are tests of the store: they run on SQLite and on PostgreSQL."""
+    return store_client
+
+
+@pytest.fixture
+def strict(client):
+    client.application.config["REFERENCE_POLICY"] = "strict"
+    return client
 
 
 def post(client, body, path="/Bundle"):
     return client.post(path, data=json.dumps(body), content_type="application/fhir+json")
 
 
-STORE_PREFIXES = (b"res:", b"hist:", b"ident:", b"owner:", b"pat:", b"type:", b"store:")
-
-
-def stored_keys(redis_client) -> set[bytes]:
-    """The keys of the store itself (not the cache, audit stream or rate-limit counters)."""
-    return {k for k in redis_client.keys("*") if k.startswith(STORE_PREFIXES)}
+def stored(client) -> dict:
+    return snapshot(client.application.extensions["store"])
 
 
 def patient_id(response) -> str:
@@ -52,16 +62,14 @@ def test_seed_case_round_trips_as_an_ehr_bundle(client, seed_case):
         assert _strip(got) == _strip(expected), sent["resourceType"]
 
 
-def test_posting_the_same_bundle_twice_changes_nothing(client, redis_client):
+def test_posting_the_same_bundle_twice_changes_nothing(client):
     bundle = case_to_bundle(load_case("case2-insulinoma"))
     first = post(client, bundle).get_json()
-    keys_after_first = stored_keys(redis_client)
-    versions = {k: redis_client.get(k) for k in keys_after_first if k.startswith(b"pat:") and k.endswith(b":version")}
+    after_first = stored(client)
     second = post(client, copy.deepcopy(bundle)).get_json()
     assert [e["response"]["status"] for e in second["entry"]] == ["200 OK"] * len(bundle["entry"])
     assert [e["response"]["etag"] for e in second["entry"]] == [e["response"]["etag"] for e in first["entry"]]
-    assert stored_keys(redis_client) == keys_after_first
-    assert {k: redis_client.get(k) for k in versions} == versions
+    assert stored(client) == after_first  # no new version, no compartment version bump
 
 
 def test_case_post_with_store_applies_the_mapped_bundle(client):
@@ -100,69 +108,89 @@ def test_any_resource_type_is_kept(client):
     assert types == {"Patient", "Encounter", "MedicationRequest"}
 
 
-def _bad(client, redis_client, bundle, status, expected_paths, path="/Bundle", raw=None):
-    before = stored_keys(redis_client)
+def _bad(client, bundle, status, expected_paths, path="/Bundle", raw=None):
+    before = stored(client)
     response = client.post(path, data=raw if raw is not None else json.dumps(bundle), content_type="application/fhir+json")
     assert response.status_code == status
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
     paths = {i["expression"][0] for i in outcome["issue"]}
     assert set(expected_paths) <= paths, paths
-    assert stored_keys(redis_client) == before  # nothing partially written
+    assert stored(client) == before  # nothing partially written
 
 
 def _two_entry_bundle() -> dict:
     return copy.deepcopy(case_to_bundle(load_case("case1-vipoma")))
 
 
-def test_broken_reference_rejects_the_whole_transaction(client, redis_client):
+def test_broken_reference_rejects_the_whole_transaction(client):
     bundle = _two_entry_bundle()
     bundle["entry"][3]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
-    _bad(client, redis_client, bundle, 400, ["Bundle.entry[3].resource.subject.reference"])
+    _bad(client, bundle, 400, ["Bundle.entry[3].resource.subject.reference"])
 
 
-def test_reference_to_a_resource_we_do_not_hold_is_rejected(client, redis_client):
+def test_strict_policy_rejects_a_reference_to_a_resource_we_do_not_hold(strict):
     bundle = _two_entry_bundle()
     bundle["entry"][5]["resource"]["subject"]["reference"] = "Patient/nobody"
-    _bad(client, redis_client, bundle, 404, ["Bundle.entry[5].resource.subject.reference"])
+    _bad(strict, bundle, 404, ["Bundle.entry[5].resource.subject.reference"])
 
 
-def test_wrong_resource_type_names_the_entry(client, redis_client):
+def test_lenient_policy_keeps_a_reference_to_a_resource_we_do_not_hold_with_a_warning(client):
+    assert client.application.config["REFERENCE_POLICY"] == "lenient"  # the integration gateway's default
+    bundle = _two_entry_bundle()
+    bundle["entry"][5]["resource"]["subject"]["reference"] = "Patient/nobody"
+    body = post(client, bundle).get_json()
+    response = body["entry"][5]["response"]
+    assert response["status"] == "201 Created"
+    (issue,) = response["outcome"]["issue"]
+    assert issue["severity"] == "warning" and issue["expression"] == ["Bundle.entry[5].resource.subject.reference"]
+    stored_resource = client.get(response["location"].split("/_history")[0]).get_json()
+    assert stored_resource["subject"]["reference"] == "Patient/nobody"
+
+
+def test_urn_references_must_resolve_under_the_lenient_policy_too(client):
+    bundle = _two_entry_bundle()
+    bundle["entry"][3]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
+    _bad(client, bundle, 400, ["Bundle.entry[3].resource.subject.reference"])
+
+
+def test_wrong_resource_type_names_the_entry(client):
     bundle = _two_entry_bundle()
     bundle["entry"][2]["resource"]["resourceType"] = "Conditio"
     bundle["entry"][4]["resource"]["status"] = 7
-    _bad(client, redis_client, bundle, 400, ["Bundle.entry[2].resource.resourceType", "Bundle.entry[4].resource.status"])
-    _bad(client, redis_client, {"resourceType": "Patient"}, 400, ["Bundle.resourceType"])
+    _bad(client, bundle, 400, ["Bundle.entry[2].resource.resourceType", "Bundle.entry[4].resource.status"])
+    _bad(client, {"resourceType": "Patient"}, 400, ["Bundle.resourceType"])
 
 
-def test_duplicate_full_urls_are_rejected(client, redis_client):
+def test_duplicate_full_urls_are_rejected(client):
     bundle = _two_entry_bundle()
     bundle["entry"][2]["fullUrl"] = bundle["entry"][1]["fullUrl"]
-    _bad(client, redis_client, bundle, 400, ["Bundle.entry[2].fullUrl"])
+    _bad(client, bundle, 400, ["Bundle.entry[2].fullUrl"])
 
 
-def test_oversized_bundles_are_rejected(app, redis_client):
-    client = authorised_client(app)
+def test_oversized_bundles_are_rejected(store_app):
+    app, client = store_app, authorised_client(store_app)
     app.config["MAX_BUNDLE_ENTRIES"] = 10
-    _bad(client, redis_client, _two_entry_bundle(), 413, ["Bundle.entry"])
+    _bad(client, _two_entry_bundle(), 413, ["Bundle.entry"])
     app.config["MAX_CONTENT_LENGTH"] = 1000
-    _bad(client, redis_client, _two_entry_bundle(), 413, ["$"])
+    _bad(client, _two_entry_bundle(), 413, ["$"])
 
 
-def test_stale_if_match_fails_the_transaction_with_412(client, redis_client):
+def test_stale_if_match_fails_the_transaction_with_412(client):
     bundle = _two_entry_bundle()
     post(client, bundle)
     changed = copy.deepcopy(bundle)
     changed["entry"][1]["resource"]["note"] = [{"text": "edited"}]
     changed["entry"][1]["request"]["ifMatch"] = 'W/"7"'
-    _bad(client, redis_client, changed, 412, ["Bundle.entry[1].request.ifMatch"])
+    _bad(client, changed, 412, ["Bundle.entry[1].request.ifMatch"])
 
 
-def test_batch_applies_valid_entries_and_reports_each_failure(client):
+def test_batch_applies_valid_entries_and_reports_each_failure(strict):
+    client = strict
     pid = "p-batch"
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"resource": {"resourceType": "Patient", "id": pid}, "request": {"method": "PUT", "url": f"Patient/{pid}"}},
-        {"resource": {"resourceType": "Observation", "status": "nonsense-but-a-string", "code": {}}, "request": {"method": "GET", "url": "Observation"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {}}, "request": {"method": "PATCH", "url": "Observation/x"}},
         {"resource": {"resourceType": "Condition", "subject": {"reference": "Patient/missing"}}, "request": {"method": "POST", "url": "Condition"}},
         {"resource": {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}, "code": {"text": "x"}}, "request": {"method": "POST", "url": "Condition"}},
     ]}
@@ -170,6 +198,19 @@ def test_batch_applies_valid_entries_and_reports_each_failure(client):
     assert body["type"] == "batch-response"
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "400 Bad Request", "404 Not Found", "201 Created"]
     assert body["entry"][1]["response"]["outcome"]["issue"][0]["expression"] == ["Bundle.entry[1].request.method"]
+
+
+def test_collection_bundle_is_created_once_never_overwriting_by_id(client):
+    """Issue 15: a collection used to overwrite by id with no version check; its entries are creates (once per identifier)."""
+    kept = post(client, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "held-1", "gender": "female"}, "request": {"method": "PUT", "url": "Patient/held-1"}}]})
+    assert kept.status_code == 200
+    collection = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "held-1", "gender": "male", "identifier": [{"system": "urn:c", "value": "9"}]}}]}
+    first = post(client, collection, path="/").get_json()["entry"][0]["response"]
+    again = post(client, collection, path="/").get_json()["entry"][0]["response"]
+    assert client.get("/Patient/held-1").get_json()["gender"] == "female"
+    assert first["status"] == "201 Created" and again["status"] == "200 OK" and first["location"] == again["location"]
 
 
 def test_collection_bundle_is_kept_all_or_nothing(client):
@@ -190,8 +231,8 @@ def test_empty_bundle_gets_an_empty_response_bundle(client, btype):
     assert body["type"] in ("transaction-response", "batch-response") and body["entry"] == []
 
 
-def test_null_elements_are_rejected_not_read_as_absent(client, redis_client):
+def test_null_elements_are_rejected_not_read_as_absent(client):
     """Found by the hypothesis bundle test: `"identifier": null` passed fhir.resources and crashed the write."""
     bundle = _two_entry_bundle()
     bundle["entry"][12]["resource"]["identifier"] = None
-    _bad(client, redis_client, bundle, 400, ["Bundle.entry[12].resource.identifier"])
+    _bad(client, bundle, 400, ["Bundle.entry[12].resource.identifier"])

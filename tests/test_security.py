@@ -6,9 +6,9 @@ import time
 
 import jwt
 import pytest
+from conftest import load_case
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import load_case
 from service.apikeys import create_key
 from service.auth import key_hash
 
@@ -73,8 +73,6 @@ def test_missing_or_invalid_credentials_get_401_with_operation_outcome(secured, 
 
 
 def test_tampered_token_is_rejected(secured, signing_keys):
-    good = token(signing_keys, "system/*.read")
-    header, payload, signature = good.split(".")
     forged = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60, "scope": "admin"},
                         rsa.generate_private_key(public_exponent=65537, key_size=2048), algorithm="RS256", headers={"kid": "rsa-1"})
     assert secured.test_client().get("/Procedure", headers=bearer(forged)).status_code == 401
@@ -94,7 +92,7 @@ def test_missing_scope_gets_403(secured, signing_keys):
     assert client.get("/AuditEvent", headers=read_only).status_code == 403
 
 
-def api_keys_config_are_checked_by_hash_from_config_and_from_redis(secured, redis_client):
+def test_api_keys_are_checked_by_hash_from_config_and_from_redis(secured, redis_client):
     client = secured.test_client()
     assert client.get("/Procedure", headers={"X-API-Key": "registry-key"}).status_code == 200
     assert client.get("/Condition", headers={"X-API-Key": "registry-key"}).status_code == 403

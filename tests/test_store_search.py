@@ -7,14 +7,23 @@ import threading
 import uuid
 from pathlib import Path
 
+import db_fixture_search
 import pytest
 from sqlalchemy import text
 
-from db_fixture_search import _session_engine, db_engine, index_count, remove, store  # noqa: F401 - fixtures
 from mappings.errors import CaseError
 from store import indexing
-from store.search import SEARCH_MODIFIERS, match_rows, page_statement, search, supported_parameters
+from store.search import (
+    SEARCH_MODIFIERS,
+    match_rows,
+    page_statement,
+    search,
+    supported_parameters,
+)
 
+# The engines (SQLite and PostgreSQL), until tests/conftest.py has the shared db_engine fixture.
+_session_engine, db_engine = db_fixture_search._session_engine, db_fixture_search.db_engine
+store, remove, index_count = db_fixture_search.store, db_fixture_search.remove, db_fixture_search.index_count
 DATA = Path(__file__).parent / "data"
 LOINC, SNOMED, RXNORM = "http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm"
 NPI, MRN = "http://hl7.org/fhir/sid/us-npi", "http://hospital.smarthealthit.org"
@@ -431,6 +440,8 @@ def test_a_cursor_from_another_search_or_tampered_is_a_400(world):
             with pytest.raises(CaseError) as caught:
                 search(conn, "Observation", params, cursor=bad)
             assert caught.value.issues[0].path == "Observation?_cursor"
+        with pytest.raises(CaseError):   # a cursor of the whole type is no cursor of one compartment
+            search(conn, "Observation", [("_count", "1")], cursor=cursor, patient="pa")
 
 
 # -- errors, lenient, caps -------------------------------------------------------------------------------------

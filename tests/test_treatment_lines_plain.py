@@ -27,10 +27,12 @@ def test_plain_case1_measures_what_dates_allow():
     assert lines[0]["start"] == {"frame": "date", "low": "2010-06-01", "high": "2010-06-01", "precision": "day"}
     assert lines[0]["duration"]["days"] == 273            # 2010-06-01 to 2011-03-01
     assert lines[0]["timeToNextTreatment"]["days"] == 761  # to the first octreotide, 2012-07-01
-    # One treatment, one item: the order speaks for its nine injections (LOT-DUPLICATE), and runs on under SIRT.
+    # One treatment, one item: the order is told by its injections (LOT-DUPLICATE): eight before SIRT, the
+    # first carrying the order's reference; the last two run on under SIRT.
     octreotide = [c for c in lines[1]["components"] if c["role"] == "line"]
-    assert [c["reference"] for c in octreotide] == ["MedicationRequest/octreotide-lar"]
-    assert octreotide[0]["alsoRecordedAs"] == [f"MedicationAdministration/lar-{n}" for n in range(9)]
-    assert [c["reference"] for c in lines[2]["components"] if c["role"] == "backbone"] == ["MedicationRequest/octreotide-lar"]
+    assert [c["reference"] for c in octreotide] == [f"MedicationAdministration/lar-{n}" for n in range(8)]
+    assert octreotide[0]["alsoRecordedAs"] == ["MedicationRequest/octreotide-lar"]
+    assert [c["reference"] for c in lines[2]["components"] if c["role"] == "backbone"] == [
+        "MedicationAdministration/lar-7", "MedicationAdministration/lar-8"]
     assert lines[3]["rulesFired"][0]["id"] == "LOT-SSA-RESTART" and lines[3]["ongoing"]
     assert [line["endReason"]["code"] for line in lines[:3]] == ["symptom-recurrence"] * 3

@@ -2,10 +2,24 @@
 from __future__ import annotations
 
 from treatment_lines import events as ev
-from treatment_lines.lines import Line, LineBuilder, end, first_items, linear_order, modality, start
+from treatment_lines import primaries
+from treatment_lines.lines import (
+    Line,
+    LineBuilder,
+    end,
+    first_items,
+    linear_order,
+    modality,
+    start,
+)
 from treatment_lines.merge import merge
 from treatment_lines.order import extreme_nodes
-from treatment_lines.outcomes import LineContext, end_reason, last_backbone_line, line_outcomes
+from treatment_lines.outcomes import (
+    LineContext,
+    end_reason,
+    last_backbone_line,
+    line_outcomes,
+)
 from treatment_lines.report import interval, not_computable, time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.rules import RuleBook, load_rules
@@ -22,19 +36,29 @@ def summarise(resources: list[dict], rules: dict | None = None) -> dict:
     outcomes = ev.outcomes(index, book)
     focus = {k for k, _ in index.of_type("Patient", "Condition", "Procedure", *ev.MEDICATION_TYPES)} | {o.key for o in outcomes}
     tl = Timeline(index, focus)
-    book.use_indication(_indication(index, book, tl))
     therapies, notes = ev.therapies(index, book)
     therapies = merge(therapies, tl)
     conditions = ev.conditions(index, book)
-    lines = LineBuilder(book, tl).build(therapies)
     death = _death_node(index)
-    flags = tl.issues + notes + _order_flags(lines, tl)
-    backbone_at = last_backbone_line(lines)
-    summaries = [_line(n, lines, death, tl, book, conditions, outcomes, flags, backbone_at) for n in range(len(lines))]
+    found = primaries.cancers(index, book, tl)
+    flags = tl.issues + notes
+    summaries: list[dict] = []
+    for n, group in enumerate(primaries.attribute(therapies, found, book, tl)):
+        cancer = found[n] if found else None
+        book.use_indication(cancer.indication if cancer else None)
+        lines = LineBuilder(book, tl).build(group)
+        offset = len(summaries)
+        flags += _order_flags(lines, tl, offset)
+        backbone_at = last_backbone_line(lines)
+        summaries += [_line(k, lines, death, tl, book, conditions, outcomes, flags, backbone_at, offset)
+                      | {"cancer": cancer.key if cancer else None} for k in range(len(lines))]
+    book.use_indication(found[0].indication if found else None)
     return {
         "rulePackVersion": book.version,
         "patient": index.patient()[0] if index.patient() else None,
         "indication": book.lines.indication,
+        "cancers": [{"reference": c.key, "text": c.text, "indication": c.indication, "conditions": c.conditions,
+                     "lines": [line["number"] for line in summaries if line["cancer"] == c.key]} for c in found],
         "lines": summaries,
         "surgeries": _surgeries(therapies, tl, book),
         "criticalEvents": _critical(therapies, conditions, tl, book),
@@ -50,18 +74,7 @@ def _death_node(index: ResourceIndex) -> tuple[str, str] | None:
     return None
 
 
-def _indication(index: ResourceIndex, book: RuleBook, tl: Timeline) -> str | None:
-    """The indication table of the patient's first recorded cancer that selects one (default table otherwise)."""
-    found = []
-    for key, resource in index.of_type("Condition"):
-        concept = resource.get("code") or {}
-        name = book.indication(concept.get("coding") or [], concept.get("text"))
-        if name:
-            found.append((tl.sort_key((key, "start")), key, name))
-    return min(found)[2] if found else None
-
-
-def _order_flags(lines: list[Line], tl: Timeline) -> list[dict]:
+def _order_flags(lines: list[Line], tl: Timeline, offset: int = 0) -> list[dict]:
     """Consecutive lines whose order the recorded times do not prove are flagged, not silently ordered."""
     flags = []
     for n in range(1, len(lines)):
@@ -69,8 +82,9 @@ def _order_flags(lines: list[Line], tl: Timeline) -> list[dict]:
         latest_after = extreme_nodes(tl, [start(b) for b in after], latest=True)
         if not any(tl.le(start(a), b) for a in lines[n - 1].first for b in latest_after):
             refs = sorted(i.key for i in before + after)
-            flags.append({"code": "order-ambiguous", "references": refs, "lines": [n, n + 1],
-                          "message": f"the times of lines {n} and {n + 1} do not prove which came first; "
+            a, b = n + offset, n + 1 + offset
+            flags.append({"code": "order-ambiguous", "references": refs, "lines": [a, b],
+                          "message": f"the times of lines {a} and {b} do not prove which came first; "
                                      "their numbering follows the earliest possible start only"})
     return flags
 
@@ -102,20 +116,22 @@ def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, 
 
 
 def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, conditions, outcomes, flags,
-          backbone_at: dict[str, int]) -> dict:
+          backbone_at: dict[str, int], offset: int = 0) -> dict:
+    """Line n of one cancer's lines; `offset` numbers the lines of several cancers one after the other."""
     line = lines[n]
     following = lines[n + 1] if n + 1 < len(lines) else None
     ctx = LineContext(line, following, death, tl)
     starts = [start(i) for i in line.first]  # the earliest start is always among the first therapies
     end_nodes, ongoing, open_rule = _end(line, following, tl)
     reason = None if ongoing else end_reason(ctx, lambda key: backbone_at.get(key, -1) > n, conditions, outcomes, book)
+    number = n + 1 + offset
     if not end_nodes and not ongoing:
-        flags.append({"code": "end-unknown", "references": sorted(i.key for i in line.items()), "lines": [n + 1],
-                      "message": f"line {n + 1} has no recorded end"})
+        flags.append({"code": "end-unknown", "references": sorted(i.key for i in line.items()), "lines": [number],
+                      "message": f"line {number} has no recorded end"})
     fired = list(line.fired)
     if line.dropped:
-        flags.append({"code": "maintenance", "references": sorted(i.key for i in line.items()), "lines": [n + 1],
-                      "message": f"line {n + 1}: {', '.join(line.dropped)} stopped after induction while "
+        flags.append({"code": "maintenance", "references": sorted(i.key for i in line.items()), "lines": [number],
+                      "message": f"line {number}: {', '.join(line.dropped)} stopped after induction while "
                                  f"{', '.join(line.maintenance)} went on (continuation maintenance, same line)"})
     fired += [("LOT-DUPLICATE", m.item.key) for m in line.members if m.item.also]
     if modality(line, book) == "combined":
@@ -127,7 +143,7 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
     members = sorted(line.members, key=lambda m: ROLE_ORDER[m.role])
     name = _name(line)
     return {
-        "number": n + 1,
+        "number": number,
         "name": ", ".join(name),
         "type": "combination" if len(name) > 1 else "monotherapy",
         "modality": modality(line, book),
@@ -149,8 +165,11 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
 
 
 def _name(line: Line) -> list[str]:
-    """The line's agents, sorted (therapies without an agent, such as a procedure, by their class)."""
-    return sorted({a for i in line.items() for a in i.agents} | {i.cls for i in line.items() if not i.agents})
+    """The line's agents, sorted; a therapy without an agent (a procedure) by its class, unless an agent of the
+    line already stands for that class (the sessions of one radionuclide course)."""
+    agents = {a for i in line.items() for a in i.agents}
+    named = {i.cls for i in line.items() if i.agents}
+    return sorted(agents | {i.cls for i in line.items() if not i.agents and i.cls not in named})
 
 
 def _rules_fired(fired: list[tuple[str, str]], book: RuleBook) -> list[dict]:

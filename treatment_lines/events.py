@@ -46,6 +46,7 @@ class Therapy:
     request: str | None = None   # MedicationAdministration.request
     reason_codes: list[str] = field(default_factory=list)
     reason_texts: list[str] = field(default_factory=list)
+    reason_concepts: list[dict] = field(default_factory=list)
     dose: dict | None = None
     daily_dose: tuple[float, str] | None = None
     route: str | None = None
@@ -183,6 +184,7 @@ def therapy(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
         request=index.resolve(resource.get("request")),
         reason_codes=sorted({c for rc in resource.get("reasonCode") or [] for c in codes_of(rc)}),
         reason_texts=[t for t in (label(rc) for rc in resource.get("reasonCode") or []) if t],
+        reason_concepts=list(resource.get("reasonCode") or []),
     )
     item.reason_texts += [t for t in (label(index.by_key[r].get("code")) for r in item.reasons) if t]
     intent = next((e.get("valueCodeableConcept") for e in resource.get("extension") or [] if e.get("url") == INTENT_URL), None)
@@ -226,7 +228,7 @@ def condition(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -
         kind = "complication"
     elif rules.critical_codes & set(codes) or (not codes and any(k in (text or "").lower() for k in rules.critical_keywords)):
         kind = "critical"
-    elif rules.tumour_codes & set(codes):
+    elif rules.tumour_codes & set(codes) or any(c.startswith(rules.tumour_prefixes) for c in codes if rules.tumour_prefixes):
         kind = "tumour"
     elif rules.syndrome_codes & set(codes):
         kind = "syndrome"
@@ -257,6 +259,8 @@ def _component_duration(resource: dict, rules: RuleBook) -> dict | None:
 
 def outcome(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> OutcomeEvent | None:
     codes = codes_of(resource.get("code"))
+    if rules.disease_status["code"] not in codes and not {rules.outcomes["symptomControl"], rules.outcomes["biomarkerResponse"]} & set(codes):
+        return None  # a lab value, a vital sign: not an outcome
     value = resource.get("valueCodeableConcept")
     text = next((n.get("text") for n in resource.get("note") or []), None) or label(value)
     treatments = _ext_refs(resource, TREATMENT_URL, index)

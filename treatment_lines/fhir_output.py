@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from mappings.context import LOCAL_EXT
+from mappings.errors import FhirValidationError
 from mappings.fhir_time import EVENT_TIME_URL
 from mappings.fhir_validation import resource_issues
 from mappings.references import CANONICAL_BASE, resource_id
-from mappings.errors import FhirValidationError
 
 NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
 LINE_TYPE = {"coding": [{"system": NCIT, "code": "C133518", "display": "Line of Therapy"}], "text": "Line of Therapy"}

@@ -15,6 +15,8 @@ from treatment_lines.rules import RuleBook
 from treatment_lines.timeline import Timeline
 from treatment_lines.times import EPS, INF
 
+# How the agents of a line's first regimen join it (the induction, as opposed to later additions).
+INDUCTION_RULES = ("LOT-NEW-THERAPY", "LOT-GAP", "LOT-REGIMEN-WINDOW", "LOT-REGIMEN-LINK", "LOT-CHEMORADIATION")
 __all__ = ["Line", "LineBuilder", "Member", "end", "extremes", "first_items", "linear_order", "linked", "modality", "start"]
 
 
@@ -94,6 +96,11 @@ class LineBuilder:
         self.runs: dict[str, BackboneRun] = {}
 
     def build(self, therapies: list[Therapy]) -> list[Line]:
+        frames = self.tl.frames()
+        self._frame = frames[0] if frames else None
+        placed = sorted(((self.tl.low(start(t), self._frame), t.key, t) for t in therapies
+                         if self._frame and math.isfinite(self.tl.low(start(t), self._frame))), key=lambda x: (x[0], x[1]))
+        self._lows, self._by_low = [p[0] for p in placed], [p[2] for p in placed]
         supportive = []
         for item in linear_order(therapies, self.tl):
             role = self.rules.role(item.cls)
@@ -177,9 +184,9 @@ class LineBuilder:
     def _agent_keys(self, item: Therapy) -> list[str]:
         if self.rules.is_local(item.cls):
             return [f"class:{item.cls}"]
-        if item.agents:
-            return [f"agent:{self.rules.lines.substitute.get(a, a)}" for a in item.agents]
-        return [f"code:{item.agent_code}"]
+        # By agent (through its substitution group) and by the recorded code: a procedure that gave an agent
+        # (PRRT sessions, one with its pharmacy record folded in) stays the same therapy as its sister sessions.
+        return [f"agent:{self.rules.lines.substitute.get(a, a)}" for a in item.agents] + [f"code:{item.agent_code}"]
 
     def _same_therapy(self, line: Line, item: Therapy) -> list[Therapy]:
         found: dict[str, Therapy] = {}
@@ -204,9 +211,29 @@ class LineBuilder:
         if same and item.agents and set(item.agents) <= self.rules.lines.gap_exempt and not any(
                 s.explicit_stop or end(s) in self.tl.anchored for s in same):
             return "LOT-GAP-EXEMPT"  # refills without a recorded end: silence is not a stop
-        if not same and item.agents and set(item.agents) <= self.rules.lines.additions and not self._gap_exceeded(line.items(), item):
+        if (not same and item.agents and set(item.agents) <= self.rules.lines.additions
+                and not self._gap_exceeded(line.items(), item) and not self._new_regimen_near(line, item)):
             return "LOT-ADDITION"
         return None
+
+    def _new_regimen_near(self, line: Line, item: Therapy) -> bool:
+        """Another agent new to the line starts within the regimen window of `item`: item is part of a new
+        regimen (FOLFIRI + bevacizumab after FOLFOX), not an addition to the running one."""
+        frame = self._frame
+        if frame is None:
+            return False
+        low = self.tl.low(start(item), frame)
+        if not math.isfinite(low):
+            return False
+        present = set(line.by_agent)
+        window = self.rules.regimen_days
+        lo, hi = bisect.bisect_left(self._lows, low - window - 1), bisect.bisect_right(self._lows, low + window + 1)
+        for other in self._by_low[lo:hi]:
+            if other is item or self.rules.role(other.cls) != "therapy" or not self.tl.within(start(item), start(other), window):
+                continue
+            if not set(self._agent_keys(other)) & present and not set(other.agents) <= self.rules.lines.additions:
+                return True
+        return False
 
     def _gap_exceeded(self, earlier: list[Therapy], item: Therapy) -> bool:
         # Read from the latest record: the one that continues is almost always the last one.
@@ -258,13 +285,19 @@ class LineBuilder:
             if low != -INF and math.isfinite(low) and len(suffix) == len(self.lines):
                 last = min(last, bisect.bisect_right(suffix, low + EPS))
         for line in reversed(self.lines[:last]):
-            if any(self.tl.le(start(m), start(item)) for m in line.first):
+            # Same-day supportive care (the antiemetic before the infusion) accompanies that day's line too.
+            if any(self.tl.le(start(m), start(item)) or self.tl.within(start(m), start(item), 0) for m in line.first):
                 return line
         return None
 
     def _maintenance(self, line: Line) -> None:
-        """Agents of the induction that stop while others go on: continuation maintenance, flagged on the line."""
-        items = [i for i in line.items() if i.agents]
+        """Agents of the induction that stop while others go on: continuation maintenance, flagged on the line.
+
+        Only agents of the induction count as going on: an agent added later (LOT-ADDITION, a planned sequence
+        such as AC then T) is not maintenance of the agents it follows."""
+        opened = {key for rule, key in line.fired if rule in INDUCTION_RULES or rule.endswith(("-START", "-RESTART"))}
+        induction = {a for i in line.items() if i.key in opened for a in i.agents}
+        items = [i for i in line.items() if i.agents and set(i.agents) <= induction]
         agents = sorted({a for i in items for a in i.agents})
         if len(agents) < 2:
             return

@@ -36,6 +36,7 @@ class Network:
         self.potential = _potentials(nodes, edges)
         self.from_origin = {o: self._dijkstra(o, self.edges, forward=True) for o in origins}
         self.to_origin = {o: self._dijkstra(o, self.reverse, forward=False) for o in origins}
+        self._pairs = [(self.to_origin[o], self.from_origin[o]) for o in origins]
         self._component = _components(nodes, edges, set(origins))
         self._solved: dict[int, dict[Node, dict[Node, float]]] = {}
 
@@ -67,12 +68,13 @@ class Network:
         if a == b:
             return 0.0
         best = INF
-        for o in self.origins:
-            via = self.to_origin[o].get(a, INF) + self.from_origin[o].get(b, INF)
+        for to, frm in self._pairs:
+            via = to.get(a, INF) + frm.get(b, INF)
             best = min(best, via)
         comp = self._component.get(a)
         if comp is not None and comp == self._component.get(b):
-            best = min(best, self._inside(comp, a, b))
+            inside = self._inside(comp, a, b)
+            best = min(best, inside)
         return best
 
     def component(self, node: Node) -> int | None:
@@ -158,6 +160,5 @@ def _floyd(members: list[Node], edges: dict[Node, dict[Node, float]]) -> dict[No
                 continue
             row_a = dist[a]
             for b, w in row_k.items():
-                if via + w < row_a[b]:
-                    row_a[b] = via + w
+                row_a[b] = min(row_a[b], via + w)
     return dist

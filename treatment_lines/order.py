@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from treatment_lines.times import EPS
 from treatment_lines.timeline import Timeline
+from treatment_lines.times import EPS
 
 if TYPE_CHECKING:
     from treatment_lines.events import Therapy
@@ -36,11 +36,27 @@ def extreme_nodes(tl: Timeline, nodes: list[tuple[str, str]], latest: bool = Fal
         x, y = (b, a) if latest else (a, b)
         return tl.le(x, y) and not tl.le(y, x)
     found: list[tuple[str, str]] = []
-    for node in nodes:
+    for node in _candidates(tl, nodes, latest):
         if not any(ahead(f, node) for f in found):
             found = [f for f in found if not ahead(node, f)] + [node]
     keep = set(found)
     return [n for n in nodes if n in keep]
+
+
+def _candidates(tl: Timeline, nodes: list[tuple[str, str]], latest: bool) -> list[tuple[str, str]]:
+    """Drops nodes a frame alone proves dominated (earliest possible time after another's latest possible time):
+    they cannot be extremes, nor the only node dominating another (domination is transitive)."""
+    keep = nodes
+    for frame in tl.frames():
+        if latest:
+            bound = max((tl.low(n, frame) for n in keep), default=-math.inf)
+            if math.isfinite(bound):
+                keep = [n for n in keep if not tl.high(n, frame) < bound - EPS]
+        else:
+            bound = min((tl.high(n, frame) for n in keep), default=math.inf)
+            if math.isfinite(bound):
+                keep = [n for n in keep if not tl.low(n, frame) > bound + EPS]
+    return keep
 
 
 def extremes(tl: Timeline, items: list[Therapy], latest: bool = False) -> list[Therapy]:

@@ -1,9 +1,9 @@
 """What happened during and after each line: outcomes linked to it, and why it ended."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from treatment_lines.events import ConditionEvent, OutcomeEvent, Therapy
+from treatment_lines.events import ConditionEvent, OutcomeEvent
 from treatment_lines.lines import Line, end, first_items, start
 from treatment_lines.rules import RuleBook
 from treatment_lines.timeline import Timeline

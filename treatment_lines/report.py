@@ -16,7 +16,7 @@ def _fmt(frame: str, days: float) -> float | str | None:
     if frame == "age":
         return round(days / DAYS_PER_YEAR, 2)
     if frame == "date":
-        return dt.date.fromordinal(max(1, int(math.floor(days)))).isoformat()
+        return dt.date.fromordinal(max(1, math.floor(days))).isoformat()
     return round(days, 1)
 
 
@@ -54,9 +54,9 @@ def interval(tl: Timeline, froms: list[Node], tos: list[Node], what: str, to_lat
     per_from = [(inner(tl.diff(f, t)[0] for t in tos), inner(tl.diff(f, t)[1] for t in tos)) for f in froms]
     lo, hi = max(p[0] for p in per_from), max(p[1] for p in per_from)
     if hi - lo <= EXACT_DAYS:
-        return {"days": int(round((lo + hi) / 2)), "minDays": None, "maxDays": None, "reason": None}
-    low = int(math.floor(lo)) if math.isfinite(lo) else None
-    high = int(math.ceil(hi)) if math.isfinite(hi) else None
+        return {"days": round((lo + hi) / 2), "minDays": None, "maxDays": None, "reason": None}
+    low = math.floor(lo) if math.isfinite(lo) else None
+    high = math.ceil(hi) if math.isfinite(hi) else None
     return {"days": None, "minDays": low, "maxDays": high,
             "reason": f"{what}: the recorded times give only bounds (a time known only as before or after another event)"}
 

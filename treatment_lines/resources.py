@@ -22,9 +22,9 @@ def _aliases(resource: dict) -> list[str]:
     return found
 
 
-def resource_key(resource: dict) -> str:
+def resource_key(resource: dict, aliases: list[str] | None = None) -> str:
     """The reference string the summary uses for a resource: Type/id, else its identifier-derived urn:uuid."""
-    aliases = _aliases(resource)
+    aliases = _aliases(resource) if aliases is None else aliases
     if aliases:
         return aliases[0]
     digest = hashlib.sha1(json.dumps(resource, sort_keys=True).encode()).hexdigest()[:16]
@@ -37,10 +37,17 @@ class ResourceIndex:
     def __init__(self, resources: list[dict]):
         self.by_key: dict[str, dict] = {}
         self._alias: dict[str, str] = {}
-        for resource in sorted(resources, key=resource_key):
-            key = resource_key(resource)
-            self.by_key.setdefault(key, resource)
-            for alias in _aliases(resource):
+        self._types: dict[str, list[tuple[str, dict]]] = {}
+        keyed = []
+        for resource in resources:
+            aliases = _aliases(resource)
+            keyed.append((resource_key(resource, aliases), aliases, resource))
+        keyed.sort(key=lambda k: k[0])
+        for key, aliases, resource in keyed:
+            if key not in self.by_key:
+                self.by_key[key] = resource
+                self._types.setdefault(resource.get("resourceType", ""), []).append((key, resource))
+            for alias in aliases:
                 self._alias.setdefault(alias, key)
 
     def resolve(self, reference: dict | str | None) -> str | None:
@@ -55,7 +62,10 @@ class ResourceIndex:
         return self._alias.get(f"{rtype}/{rid}") if rtype else None
 
     def of_type(self, *types: str) -> list[tuple[str, dict]]:
-        return [(k, r) for k, r in self.by_key.items() if r.get("resourceType") in types]
+        """Resources of these types, in key order."""
+        if len(types) == 1:
+            return list(self._types.get(types[0], []))
+        return sorted((p for t in set(types) for p in self._types.get(t, [])), key=lambda p: p[0])
 
     def patient(self) -> tuple[str, dict] | None:
         patients = self.of_type("Patient")

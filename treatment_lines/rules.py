@@ -72,6 +72,7 @@ class RuleBook:
         self._keywords = [tuple(k) for k in pack["textFallback"]["keywords"]]
         conditions = pack["conditions"]
         self.tumour_codes = set(conditions["tumour"])
+        self.tumour_prefixes = tuple(conditions.get("tumourIcd10Prefixes", []))
         self.syndrome_codes = set(conditions["syndrome"])
         self.critical_codes = set(conditions["criticalEvent"])
         self.critical_keywords = tuple(conditions["criticalEventKeywords"])
@@ -79,6 +80,7 @@ class RuleBook:
         self.disease_status = pack["diseaseStatus"]
         self.outcomes = pack["outcomes"]
         self.end_priority: list[str] = pack["endReasonPriority"]
+        self._memo: dict[tuple[str, bool], Classified] = {}  # a history repeats the same few concepts
 
     def use_indication(self, indication: str | None) -> None:
         self.lines = line_rules(self.pack, indication)
@@ -94,7 +96,13 @@ class RuleBook:
 
     def classify(self, concept: dict | None, medication: bool = False) -> Classified:
         """By code; then (medications) by the lexicon's names; keywords only when nothing names the concept."""
-        concept = concept or {}
+        memo_key = (repr(concept), medication)  # a cache key only: another key order is a miss, not an error
+        found = self._memo.get(memo_key)
+        if found is None:
+            found = self._memo[memo_key] = self._classify(concept or {}, medication)
+        return found
+
+    def _classify(self, concept: dict, medication: bool) -> Classified:
         codings = concept.get("coding") or []
         if medication:
             found = self.lexicon.recognise(concept)

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import math
 
+from mappings.fhir_time import RELATIVE_URL
 from treatment_lines.network import INF, NegativeCycle, Network, Node
 from treatment_lines.resources import ResourceIndex
-from mappings.fhir_time import RELATIVE_URL
-from treatment_lines.times import EPS, Absolute, Relative, date_bounds, point_orders, resource_times
+from treatment_lines.times import (
+    EPS,
+    Absolute,
+    Relative,
+    date_bounds,
+    point_orders,
+    resource_times,
+)
 
 FRAMES = ("date", "age", "relative")
 POINT_EVENTS = ("Procedure", "MedicationAdministration")
@@ -178,3 +185,7 @@ class Timeline:
     def low(self, node: Node, frame: str) -> float:
         """The earliest possible time of a node on a frame (days; -inf when unbounded): one lookup."""
         return -self._net.to_origin[origin(frame)].get(node, INF)
+
+    def high(self, node: Node, frame: str) -> float:
+        """The latest possible time of a node on a frame (days; inf when unbounded): one lookup."""
+        return self._net.from_origin[origin(frame)].get(node, INF)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mappings.fhir_time import EVENT_TIME_URL, RELATIVE_URL
 from mappings.timeline import UNIT_DAYS
@@ -72,6 +73,7 @@ def range_days(rng: dict, age: bool = False) -> tuple[float, float]:
     return (low[0] if low else -INF), (high[1] if high else INF)
 
 
+@lru_cache(maxsize=4096)
 def date_bounds(text: str) -> tuple[float, float] | None:
     """A FHIR date/dateTime as [first, last] day ordinals of the period it names."""
     try:

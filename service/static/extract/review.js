@@ -88,6 +88,7 @@ function renderFacts(draft) {
         el("div", { class: "fact-head" },
           el("span", { class: "section" }, section.replace(/s$/, "")),
           el("strong", { class: "summary" }, fact.text || (fact.agents || []).map((a) => a.text).join(" + ") || fact.id),
+          ...(fact.status === "not-done" || fact.absent ? [el("span", { class: "badge" }, fact.absent ? "not available" : "not done")] : []),
           el("button", { type: "button", class: "secondary", "data-action": "accept", onclick: () => setStatus(fact.id, "accepted") }, "Accept"),
           el("button", { type: "button", class: "secondary", "data-action": "edit", onclick: () => { editor.hidden = !editor.hidden; } }, "Edit"),
           el("button", { type: "button", class: "secondary", "data-action": "reject", onclick: () => setStatus(fact.id, "rejected") }, "Reject")),
