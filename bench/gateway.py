@@ -3,30 +3,35 @@
 Same run, same patient, same bytes, same gunicorn settings:
   baseline  bench/baseline_app.py, one Redis GET in a bare Flask route (target: gateway >= 0.7 x);
   upstream  the local FHIR server (sekmet-fhir) answering Patient/{id}/$everything (target: gateway >= 10 x).
+The gateway's store of record is a fresh SQLite file (--engine sqlite, the default) or a fresh database on the
+PostgreSQL of TEST_POSTGRES_URL (--engine postgresql), dropped at the end; Redis holds only the cache.
 Also p50/p99 latency, and the peak RSS of the gateway's gunicorn processes (benchmark 7).
-Run: .venv/bin/python bench/gateway.py [--seconds 10] [--rounds 2] [--db 11]   (needs Redis and `wrk`)
+Run: .venv/bin/python bench/gateway.py [--seconds 10] [--rounds 2] [--db 11] [--engine sqlite|postgresql] [--no-upstream]
+(needs Redis and `wrk`)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-import redis  # noqa: E402
-from cohort import cohort, resource_count  # noqa: E402
+import redis
+from cohort import cohort, resource_count
 
-from mappings.case_bundle import case_to_bundle  # noqa: E402
-from service import create_app  # noqa: E402
-from service.apikeys import create_key  # noqa: E402
+from mappings.case_bundle import case_to_bundle
+from service import create_app
+from service.apikeys import create_key
 
 BODY_KEY = "bench:body"
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -37,9 +42,32 @@ def bench_case(size: int = 48) -> dict:
     return next(c for c in cohort(200, seed=1) if resource_count(c) >= size)
 
 
-def load_patient(url: str, case: dict) -> tuple[str, str, bytes]:
+@contextlib.contextmanager
+def store_of_record(engine: str):
+    """A fresh, migrated database of the engine for this run: its URL; removed at the end."""
+    from store import db
+
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-gateway-") as folder:
+            url = f"sqlite:///{folder}/gateway.sqlite3"
+            db.engine_for(url)
+            yield url
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from databases import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database("bench")
+    db.engine_for(url)
+    try:
+        yield url
+    finally:
+        db.engine_for(url).dispose()
+        drop_postgres_database(url)
+
+
+def load_patient(url: str, database_url: str, case: dict) -> tuple[str, str, bytes]:
     """(api key, patient id, $everything bytes) after writing the case through the gateway and warming its cache."""
-    app = create_app({"REDIS_URL": url, "RATE_LIMIT": "100000000/minute"})
+    app = create_app({"REDIS_URL": url, "DATABASE_URL": database_url, "RATE_LIMIT": "100000000/minute"})
     key = create_key(app.extensions["redis"], "bench", ["system/*.read", "system/*.write", "admin"])
     client = app.test_client()
     written = client.post("/Bundle", json=case_to_bundle(case), headers={"X-API-Key": key})
@@ -83,7 +111,7 @@ def wrk(url: str, headers: dict, seconds: int, connections: int) -> dict:
         raise RuntimeError(f"errors from {url}:\n{out}")
 
     def latency(pct: str) -> float:
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
         return float(value) * UNITS[unit]
 
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99")}
@@ -154,33 +182,45 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--db", type=int, default=11, help="an empty Redis database; flushed at the end")
     parser.add_argument("--whatif", action="store_true", help="also price auth, rate limit and audit (bench/whatif_app.py)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite", help="the store of record")
+    parser.add_argument("--no-upstream", action="store_true", help="skip the sekmet-fhir comparison")
     args = parser.parse_args()
     url = f"redis://127.0.0.1:6379/{args.db}"
     store = redis.Redis.from_url(url)
     if store.dbsize():
         sys.exit(f"Redis db {args.db} is not empty; pick an empty one with --db")
     case = bench_case()
+    with store_of_record(args.engine) as database_url:
+        run(args, url, database_url, case, store)
+
+
+def run(args, url: str, database_url: str, case: dict, store: redis.Redis) -> None:
     procs, handle = [], None
     try:
-        key, pid, body = load_patient(url, case)
-        print(f"patient: {resource_count(case)} resources, $everything {len(body)} bytes; "
+        key, pid, body = load_patient(url, database_url, case)
+        print(f"patient: {resource_count(case)} resources, $everything {len(body)} bytes; store {args.engine}; "
               f"gunicorn -w {args.workers} -k gthread --threads {args.threads}; wrk -t2 -c{args.connections} -d{args.seconds}s")
-        env = {"REDIS_URL": url, "GATEWAY_RATE_LIMIT": "100000000/minute", "BENCH_BODY_KEY": BODY_KEY}
+        env = {"REDIS_URL": url, "GATEWAY_DATABASE_URL": database_url, "GATEWAY_RATE_LIMIT": "100000000/minute",
+               "BENCH_BODY_KEY": BODY_KEY}
         gateway, gport = gunicorn("service.wsgi:app", env, args.workers, args.threads)
         baseline, bport = gunicorn("baseline_app:app", env, args.workers, args.threads)
         procs += [gateway, baseline]
-        handle, upstream_url = load_upstream(case_to_bundle(case))
+        if not args.no_upstream:
+            handle, upstream_url = load_upstream(case_to_bundle(case))
         path = f"/Patient/{pid}/$everything"
         results: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
             measure("gateway", f"http://127.0.0.1:{gport}{path}", {"X-API-Key": key}, args, results)
             measure("baseline", f"http://127.0.0.1:{bport}{path}", {}, args, results)
-        measure("upstream", upstream_url, handle.auth_headers(), args, results)
+        if handle is not None:
+            measure("upstream", upstream_url, handle.auth_headers(), args, results)
         if args.whatif:
             whatif(env, path, key, args, results, procs)
         total_rss, worker_rss = peak_rss_mb(gateway.pid)
-        g, b, u = best(results["gateway"]), best(results["baseline"]), best(results["upstream"])
-        print(f"gateway / baseline: {g['rps'] / b['rps']:.2f} (target >= 0.7)   gateway / upstream: {g['rps'] / u['rps']:.1f} (target >= 10)")
+        g, b = best(results["gateway"]), best(results["baseline"])
+        print(f"gateway / baseline: {g['rps'] / b['rps']:.2f} (target >= 0.7)")
+        if "upstream" in results:
+            print(f"gateway / upstream: {g['rps'] / best(results['upstream'])['rps']:.1f} (target >= 10)")
         for name in [n for n in results if n not in ("gateway", "baseline", "upstream")]:
             print(f"what if {name}: {best(results[name])['rps'] / b['rps']:.2f} x baseline")
         print(f"gateway peak RSS: {total_rss:.0f} MB for master + {args.workers} workers, largest worker {worker_rss:.0f} MB")

@@ -47,6 +47,7 @@ from workers.fhir_client import FhirClient  # noqa: E402
 from workers.pull import PULL_TYPES  # noqa: E402
 from workers.queues import enqueue, queue  # noqa: E402
 from workers.upstreams import resolve  # noqa: E402
+from workers.database import store  # noqa: E402
 
 BATCH_SIZES = (1, 10, 50, 100, 250)
 DEFAULT_BATCH = 100
@@ -62,7 +63,7 @@ def store_patients(client: redis.Redis, cases: list[dict]) -> list[str]:
     for case in cases:
         _, planned = plan_bundle(case_to_bundle(case), 10_000)
         assert not [i for p in planned for i in p.issues]
-        outcomes = apply_entries(client, planned)
+        outcomes = apply_entries(store(), planned)
         pids.append(next(o.location for o in outcomes if o.location.startswith("Patient/")).split("/")[1])
     return pids
 
@@ -116,7 +117,7 @@ def push_baseline(client, handle, pids: list[str]) -> dict:
     start_t = time.perf_counter()
     count = 0
     for pid in pids:
-        resources = sorted(reads.compartment(client, pid),
+        resources = sorted(reads.compartment(store(), pid),
                            key=lambda r: (push_module.TYPE_ORDER.get(r["resourceType"], 8), r["id"]))
         targets = {f"{r['resourceType']}/{r['id']}": r["id"] for r in resources}  # empty server: upstream id = ours
         for r in resources:

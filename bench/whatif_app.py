@@ -1,7 +1,7 @@
 """The gateway with parts of its request pipeline changed, to price each part (bench/gateway.py --whatif).
 
 BENCH_WHATIF is a comma list of: keycache (API keys looked up once per process, not per request),
-nolimit (rate limiter off), noaudit (no audit XADD). A measuring aid only, never a deployment.
+nolimit (rate limiter off), noaudit (no audit row inserted in the database). A measuring aid only, never a deployment.
 Run: gunicorn --pythonpath .,bench whatif_app:app
 """
 from __future__ import annotations

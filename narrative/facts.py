@@ -117,8 +117,10 @@ class CaseReader(Assembler):
     def on_metastasis(self, mention: Mention, sentence: Sentence, here, times, handled) -> str | None:
         if mention.assertion != "present":
             return None
-        found = [s for s in quantities.segments(sentence.text)]
-        site: dict = {"concept": mention.attributes.get("site", "liver"), "text": "Liver"}
+        found = quantities.segments(sentence.text)
+        attrs = mention.attributes
+        site: dict = ({"concept": attrs["site"], "text": attrs["site"].capitalize()} if attrs.get("site")
+                      else {"text": attrs.get("site_text", mention.text)})
         if found:
             site["segments"] = found[0].value["segments"]
             site["text"] = "Liver segments " + ", ".join(site["segments"])
@@ -134,7 +136,7 @@ class CaseReader(Assembler):
         fact = {"role": "metastasis", "concept": mention.key, "text": mention.text, "site": site,
                 "primary": primary["id"] if primary else None, "onset": onset}
         # A metastasis known only as "before its resection" dates nothing after it.
-        made = self.add("conditions", "liver-metastases", _clean(fact), mention,
+        made = self.add("conditions", "liver-metastases" if attrs.get("site") == "liver" else "metastasis", _clean(fact), mention,
                         event=self.last_event is not None and not treated)
         self.cite_times(made["id"], sentence, times)
         if found:

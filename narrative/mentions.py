@@ -50,7 +50,7 @@ def evidence(clean: CleanText, start: int, end: int, rule: str) -> dict:
 
 def section_mentions(doc: Doc, clean: CleanText, start: int, end: int) -> tuple[list[Sentence], list[Mention]]:
     """Sentences and mentions of the clean-text range [start, end) of an analysed document."""
-    entries = {entry.row: entry for entry in lexicon()}
+    entries = lexicon()
     sentences = [Sentence(i, a, b, doc.text[a:b]) for i, (a, b) in enumerate(_sentence_spans(doc))
                  if b > start and a < end and doc.text[a:b].strip()]
     mentions = []
@@ -66,7 +66,7 @@ def section_mentions(doc: Doc, clean: CleanText, start: int, end: int) -> tuple[
 
 # PyRuSH keeps "… liver remnant. 9 months later, she …" as one sentence; a full stop followed by a digit or a
 # capital starts a new one unless it closes an abbreviation.
-_SPLIT = re.compile(r"(?<![A-Z][a-z]\.)(?<!\b[a-z]\.)(?<=[a-z)\]]\.)\s+(?=[A-Z0-9])")
+_SPLIT = re.compile(r"(?<![A-Z][a-z]\.)(?<!\.[a-z]\.)(?<=[a-z)\]]\.)\s+(?=[A-Z0-9])")
 
 
 def _sentence_spans(doc: Doc) -> list[tuple[int, int]]:
@@ -80,8 +80,8 @@ def _sentence_spans(doc: Doc) -> list[tuple[int, int]]:
     return spans
 
 
-def _mention(ent: Span, clean: CleanText, sentence: Sentence, entries: dict[int, LexiconEntry]) -> Mention:
-    entry = entries[ent._.target_rule.metadata["row"]]
+def _mention(ent: Span, clean: CleanText, sentence: Sentence, entries: tuple[LexiconEntry, ...]) -> Mention:
+    entry = entries[ent._.target_rule.metadata["index"]]
     o_start, o_end = clean.span(ent.start_char, ent.end_char)
     mention = Mention(category=entry.category, key=entry.key, start=o_start, end=o_end,
                       text=clean.original[o_start:o_end], clean_start=ent.start_char, clean_end=ent.end_char,

@@ -22,7 +22,7 @@ def extraction_pipeline() -> Language:
     nlp.add_pipe("sentencizer")
     matcher: Any = nlp.add_pipe("medspacy_target_matcher")  # add_pipe is typed as returning a plain callable
     matcher.add([TargetRule(entry.literal, entry.category, pattern=token_pattern(entry.literal),
-                            metadata={"row": entry.row}) for entry in lexicon()])
+                            metadata={"index": index}) for index, entry in enumerate(lexicon())])
     context: Any = nlp.add_pipe("medspacy_context", config={"rules": None})
     context.add([_context_rule(rule) for rule in context_rules()])
     return nlp

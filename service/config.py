@@ -19,7 +19,7 @@ DEFAULTS = {
     "AUTH_FAILURE_LIMIT": "30/minute",  # failed authentications per client address, checked before verifying
     "JWT_MAX_LIFETIME": 3600,          # seconds: a JWT expiring later than this from now is refused
     "BASE_URL": None,                  # https://host[:port][/prefix] of links and fullUrls; unset: see paging.base_url
-    "TRUST_PROXY_HEADERS": 0,          # 1: links follow X-Forwarded-Proto/-Host (only behind a proxy that sets them)
+    "TRUST_PROXY_HEADERS": 0,          # 1: X-Forwarded-Proto/-Host for links, last X-Forwarded-For for addresses (behind a proxy only)
     "MAX_URL_BYTES": 8192,             # path plus query string; longer gives 414
     "MAX_PARAMETER_VALUES": 100,       # values of one query parameter (repeated and comma-separated); more gives 400
 }

@@ -22,6 +22,9 @@ from service.resources import load_resource
 bp = Blueprint("extract", __name__, template_folder="templates", static_folder="static/extract",
                static_url_path="/static/extract")
 TEXT_TYPES = ("text/plain", "text/markdown")
+# Extraction costs ~0.1 s per 1,000 characters on one core: a bound keeps one request from holding a worker for
+# minutes (a long discharge summary is ~20,000 characters).
+MAX_TEXT_CHARS = 200_000
 
 
 @bp.post("/cases/$extract")
@@ -92,6 +95,9 @@ def _decode(raw: bytes, path: str) -> str:
 def _answer(text: str) -> Response:
     if not text.strip():
         raise CaseError([Issue("$", "the text is empty", "required")])
+    if len(text) > MAX_TEXT_CHARS:
+        raise CaseError([Issue("$", f"the text has {len(text)} characters; at most {MAX_TEXT_CHARS} are extracted "
+                                    "in one request", "too-long")], 413)
     drafts = extract_drafts(text)
     for draft in drafts:
         draft["issues"] = _issues(draft["case"])

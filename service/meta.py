@@ -7,8 +7,12 @@ from pathlib import Path
 import redis
 from flask import Blueprint, Response, current_app
 
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
 from service.capability import capability_statement
 from service.outcome import fhir_response
+from store import db
 
 bp = Blueprint("meta", __name__)
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -16,14 +20,23 @@ OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """503 when the database of record is down; Redis down is 'degraded' (served uncached, jobs wait)."""
     try:
         current_app.extensions["redis"].ping()
         redis_ok = True
     except (redis.RedisError, OSError):
         redis_ok = False
-    body = {"status": "ok" if redis_ok else "degraded", "redis": "up" if redis_ok else "down",
-            "redisMode": current_app.extensions["redis_mode"]}
-    return Response(json.dumps(body), status=200 if redis_ok else 503, mimetype="application/json")
+    engine = current_app.extensions["store"]
+    try:
+        with db.reading(engine) as conn:
+            conn.execute(text("SELECT 1"))
+        database_ok = True
+    except (db.DatabaseUnavailable, SQLAlchemyError):
+        database_ok = False
+    body = {"status": "ok" if redis_ok and database_ok else ("degraded" if database_ok else "down"),
+            "database": "up" if database_ok else "down", "databaseEngine": engine.dialect.name,
+            "redis": "up" if redis_ok else "down", "redisMode": current_app.extensions["redis_mode"]}
+    return Response(json.dumps(body), status=200 if database_ok else 503, mimetype="application/json")
 
 
 @bp.get("/metadata")

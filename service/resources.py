@@ -6,7 +6,7 @@ import csv
 import json
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -165,7 +165,21 @@ def create(rtype: str) -> Response:
     fhir_http.check_format()
     resource = _body_resource(rtype)
     resource.pop("id", None)  # the server assigns the id of a create (http.html#create)
-    return _write_answer(_single({"resource": resource, "request": _request("POST", rtype)}, rtype))
+    return _write_answer(_single({"resource": resource, "request": _create_request(rtype)}, rtype))
+
+
+def _create_request(rtype: str) -> dict:
+    """POST Type; search criteria in its query are read as If-None-Exist. R4 names only the header, but fhirpy's
+    conditional create (`resource.create(identifier=...)`, `get_or_create`) sends them in the query, and ignoring
+    them there would make a duplicate at every call."""
+    req = _request("POST", rtype)
+    criteria = [(k, v) for k, v in parse_qsl(_query(), keep_blank_values=True) if k != "_format"]
+    if criteria:
+        if "ifNoneExist" in req:
+            raise CaseError([Issue("If-None-Exist", "give the criteria of a conditional create once: in If-None-Exist or "
+                                   "in the query, not both", "invalid")])
+        req["ifNoneExist"] = urlencode(criteria)
+    return req
 
 
 @bp.put("/<rtype>/<rid>")

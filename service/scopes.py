@@ -42,9 +42,13 @@ def required(request: Request) -> set[str]:
         return {"system/*.read"}
     if path.startswith("/treatment-lines"):
         return {"system/*.read"}
+    if path == "/_history":
+        return {"system/*.read"}
     if parts and parts[0][:1].isupper():
         rtype, _ = parse_reference(f"{parts[0]}/x")
-        return _type_scope(rtype or parts[0], "read" if method == "GET" else "write")
+        # POST _search is a read (search.html); everything else but GET writes.
+        reading = method in ("GET", "HEAD") or (method == "POST" and parts[-1] == "_search")
+        return _type_scope(rtype or parts[0], "read" if reading else "write")
     return {"system/*.read"}
 
 

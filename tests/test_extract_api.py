@@ -99,6 +99,7 @@ def test_a_stored_document_reference_is_extracted_from_the_store(client):
     ({"resourceType": "Binary", "contentType": "application/pdf", "data": "JVBERg=="}, "application/fhir+json", 422),
     ({"resourceType": "Binary", "contentType": "text/plain", "data": "not base64!"}, "application/fhir+json", 422),
     ([1, 2], "application/json", 400),
+    ("x" * 200_001, "text/plain", 413),
 ])
 def test_unusable_input_is_an_operation_outcome(client, body, content_type, status):
     response = extract(client, body, content_type)

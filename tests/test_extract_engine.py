@@ -143,6 +143,8 @@ def test_dose_changes_and_frequencies():
     assert [(d["dose"]["value"], d["frequency"]["every"]) for d in sandostatin["dosages"]] == [
         (50, {"value": 8, "unit": "h"}), (100, {"value": 8, "unit": "h"})]
     assert "start" in sandostatin["dosages"][1]
+    # "… 100 mcg/8 h. Symptom control was achieved …": a new sentence, so its "after 1 year" dates the crisis only
+    assert _by_id("Case 2")[sandostatin["start"]["after"]]["text"] == "New hepatic lesions"
     lar = facts("Case 1", "medications")[1]
     assert lar["formulation"] == "long-acting" and lar["status"] == "stopped"
     assert lar["statusReason"]["concept"] == "refusal-by-patient"
@@ -178,3 +180,13 @@ def test_a_letter_without_headings_is_one_draft_with_family_and_negation():
     assert regimen["agents"] == [{"concept": "lanreotide", "text": "Lanreotide"}]
     assert regimen["dosages"][0]["dose"] == {"value": 120, "unit": "mg"}
     assert not any(c["role"] == "metastasis" for c in draft["case"]["conditions"])
+
+
+def test_the_drug_lexicon_of_the_line_engine_names_agents_our_lexicon_does_not():
+    (draft,) = extract_drafts("A 55-year-old man with a gastrinoma. Cisplatin was started.")
+    (mention,) = [m for m in draft["mentions"] if m["type"] == "medication"]
+    assert mention["rule"].startswith("drugs/agents.csv:") and mention["fact"]
+    (regimen,) = draft["case"]["medications"]
+    assert regimen["agents"][0]["text"] == "Cisplatin"
+    assert regimen["agents"][0].get("concept") in (None, "cisplatin") and (
+        "concept" not in regimen["agents"][0] or terminology.known("cisplatin"))

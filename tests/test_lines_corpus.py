@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
 from test_lines_corpus_builders import histories, to_fhir
+
+from mappings.fhir_validation import resource_issues
 from treatment_lines.engine import summarise
 from treatment_lines.fhir_output import lines_to_fhir
-from mappings.fhir_validation import resource_issues
 
 CORPUS = histories()
 

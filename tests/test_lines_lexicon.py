@@ -5,9 +5,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from test_treatment_lines_builders import RXN, patient
 
 import treatment_lines
-from test_treatment_lines_builders import RXN, patient
 from treatment_lines.lexicon import load_lexicon
 
 DRUGS = Path(__file__).resolve().parent.parent / "mappings" / "drugs"

@@ -7,8 +7,14 @@ import copy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_lines_corpus_builders import (
+    RXN,
+    clinical_drug_codes,
+    histories,
+    ingredient_codes,
+    to_fhir,
+)
 
-from test_lines_corpus_builders import RXN, clinical_drug_codes, histories, ingredient_codes, to_fhir
 from treatment_lines.engine import summarise
 
 CORPUS = {name: to_fhir(history) for name, history in histories().items()}

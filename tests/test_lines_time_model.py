@@ -6,8 +6,8 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from test_treatment_lines_builders import patient, statement
+
 from treatment_lines.engine import summarise
 from treatment_lines.network import INF, NegativeCycle, Network
 
@@ -15,8 +15,7 @@ from treatment_lines.network import INF, NegativeCycle, Network
 def floyd(nodes, edges):
     dist = {a: {b: (0.0 if a == b else edges[a].get(b, INF)) for b in nodes} for a in nodes}
     for k, a, b in itertools.product(nodes, nodes, nodes):
-        if dist[a][k] + dist[k][b] < dist[a][b]:
-            dist[a][b] = dist[a][k] + dist[k][b]
+        dist[a][b] = min(dist[a][b], dist[a][k] + dist[k][b])
     return dist
 
 

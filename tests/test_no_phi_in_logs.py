@@ -38,7 +38,7 @@ def test_seed_flow_logs_no_patient_identifiers_names_or_birth_data(redis_url, re
         worker = subprocess.Popen([sys.executable, "-m", "workers", "--url", redis_url], cwd=REPO, env={**os.environ, **sync},
                                   stdout=w_out, stderr=subprocess.STDOUT)
         try:
-            with live_gateway(redis_url, g_out, **sync) as base:
+            with live_gateway(redis_url, g_out, GATEWAY_REFERENCE_POLICY="strict", **sync) as base:
                 patients = _run_flow(base)
         finally:
             worker.terminate()

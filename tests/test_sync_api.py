@@ -92,14 +92,14 @@ def test_in_process_mode_runs_jobs_inline(fhir_isolated, sync_env, redis_url, re
 
 def test_sync_jobs_leave_audit_events_and_count_upstream_errors(client, redis_client, sync_env):
     """Found missing in review: sync runs in workers, and those runs must be audited and counted too."""
-    from store.audit_log import STREAM
+    from store.audit_log import events as audit_events
     from test_sync_helpers import enqueue, run_jobs, store_case
 
     sync_env("http://127.0.0.1:9/fhir", SYNC_JOB_RETRIES="0", SYNC_HTTP_ATTEMPTS="2")
     pid = store_case(client, "case1-vipoma")
     enqueue(client, "/sync/push", {"patient": f"Patient/{pid}"})
     run_jobs(redis_client)
-    events = [json.loads(f[b"event"]) for _, f in redis_client.xrange(STREAM)]
+    events, _ = audit_events(client.application.extensions["store"], None, 1000, 0)
     exports = [e for e in events if e["type"]["code"] == "110106"]
     assert exports and exports[-1]["outcome"] == "4" and {"reference": f"Patient/{pid}"} in [x["what"] for x in exports[-1]["entity"]]
     assert int(redis_client.hget("metrics:upstream-errors", "default")) >= 2

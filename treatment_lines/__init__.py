@@ -4,6 +4,8 @@ from __future__ import annotations
 
 def summarise(resources: list[dict], rules: dict | None = None) -> dict:
     """The treatment-line summary of one patient (treatment_lines.engine.summarise)."""
-    from treatment_lines.engine import summarise as _summarise  # imported here: the package stays cheap to import
+    from treatment_lines.engine import (
+        summarise as _summarise,  # imported here: the package stays cheap to import
+    )
 
     return _summarise(resources, rules)

@@ -55,7 +55,7 @@ def summarise(resources: list[dict], rules: dict | None = None) -> dict:
     book.use_indication(found[0].indication if found else None)
     return {
         "rulePackVersion": book.version,
-        "patient": index.patient()[0] if index.patient() else None,
+        "patient": patient[0] if (patient := index.patient()) else None,
         "indication": book.lines.indication,
         "cancers": [{"reference": c.key, "text": c.text, "indication": c.indication, "conditions": c.conditions,
                      "lines": [line["number"] for line in summaries if line["cancer"] == c.key]} for c in found],

@@ -108,6 +108,8 @@ class _Remaining:
                 if m != n and not self.removed[m] and not self.tl.le(_start(c), _start(self.items[m])):
                     return True
         comp = self.tl.component(_start(c))
+        if comp is None:
+            return False
         return any(m != n and not self.removed[m] and before(self.tl, self.items[m], c)
                    for m in self.component.get(comp, ()))
 

@@ -34,7 +34,7 @@ def cancers(index: ResourceIndex, book: RuleBook, tl: Timeline) -> list[Cancer]:
         name = book.indication(concept.get("coding") or [], concept.get("text"))
         if name:
             found.setdefault(name, []).append((tl.sort_key((key, "start")), key, label(concept)))
-    groups = [Cancer(name, [k for _, k, _ in sorted(rows)], sorted(rows)[0][2]) for name, rows in found.items()]
+    groups = [Cancer(name, [k for _, k, _ in sorted(rows)], min(rows)[2]) for name, rows in found.items()]
     return sorted(groups, key=lambda c: (tl.sort_key((c.key, "start")), c.key))
 
 
