@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from store.indexing import index_rows
 from store.schema import INDEX_TABLES, metadata, resources
-from store.search import search
+from store.search import page_statement, search
 
 LOINC, SNOMED = "http://loinc.org", "http://snomed.info/sct"
 # Codes from mappings/terminology/loinc.csv and snomed.csv.
@@ -88,17 +88,17 @@ def _copy(conn: Connection, table: Table, rows: list[dict]) -> None:
             copy.write_row([row[c] for c in columns])
 
 
-def fresh_engine(name: str, sqlite_path: str) -> Engine:
+def fresh_engine(name: str, sqlite_path: str, pg_database: str = "gateway_bench_search") -> Engine:
     if name == "sqlite":
         Path(sqlite_path).unlink(missing_ok=True)
         engine = create_engine(f"sqlite:///{sqlite_path}")
     else:
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text('DROP DATABASE IF EXISTS "gateway_bench_search"'))
-            conn.execute(text('CREATE DATABASE "gateway_bench_search"'))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_database}"'))
+            conn.execute(text(f'CREATE DATABASE "{pg_database}"'))
         admin.dispose()
-        engine = create_engine(PG_ADMIN.rsplit("/", 1)[0] + "/gateway_bench_search")
+        engine = create_engine(PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_database)
     metadata.create_all(engine)
     return engine
 
@@ -116,17 +116,41 @@ def median_ms(engine: Engine, rtype: str, params: list[tuple[str, str]], runs: i
     return statistics.median(times), min(times), found
 
 
+def db_side_ms(engine: Engine, rtype: str, params: list[tuple[str, str]], runs: int) -> float:
+    """Median time inside the database alone: PostgreSQL's EXPLAIN ANALYZE planning + execution, or SQLite's
+    sqlite3 execute + fetch of the compiled statement (the machine's other load shows less here)."""
+    times = []
+    with engine.connect() as conn:
+        compiled = page_statement(rtype, params).compile(conn)
+        if conn.dialect.name == "postgresql":
+            for _ in range(runs):
+                lines = [r[0] for r in conn.exec_driver_sql(f"EXPLAIN ANALYZE {compiled}", compiled.params)]
+                times.append(sum(float(line.split()[2]) for line in lines
+                                 if line.startswith(("Planning Time", "Execution Time"))))
+        else:
+            raw = conn.connection.driver_connection
+            assert raw is not None and compiled.positiontup is not None
+            args = tuple(compiled.params[k] for k in compiled.positiontup)
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                raw.execute(str(compiled), args).fetchall()
+                times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--sqlite-path", default="/tmp/bench_search.db")
+    parser.add_argument("--pg-database", default="gateway_bench_search")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     for name in args.engines.split(","):
-        engine = fresh_engine(name, args.sqlite_path)
+        engine = fresh_engine(name, args.sqlite_path, args.pg_database)
         results: dict[str, dict[int, float]] = {q: {} for q in QUERIES}
+        inside: dict[str, dict[int, float]] = {q: {} for q in QUERIES}
         loaded = 0
         for size in sizes:
             t0 = time.perf_counter()
@@ -138,11 +162,14 @@ def main() -> None:
             for label, (rtype, params) in QUERIES.items():
                 ms, fastest, found = median_ms(engine, rtype, params, args.runs)
                 results[label][size] = ms
-                print(f"  {label:32} {ms:8.2f} ms median, {fastest:6.2f} ms fastest  ({found} matches, {args.runs} runs)",
-                      flush=True)
+                inside[label][size] = db_side_ms(engine, rtype, params, args.runs)
+                print(f"  {label:32} {ms:8.2f} ms median, {fastest:6.2f} ms fastest, {inside[label][size]:6.3f} ms "
+                      f"in the database  ({found} matches, {args.runs} runs)", flush=True)
         for label, by_size in results.items():
             ratio = by_size[sizes[-1]] / by_size[sizes[0]]
-            print(f"{name}: {label}: time({sizes[-1]:,}) / time({sizes[0]:,}) = {ratio:.2f}", flush=True)
+            db_ratio = inside[label][sizes[-1]] / inside[label][sizes[0]]
+            print(f"{name}: {label}: time({sizes[-1]:,}) / time({sizes[0]:,}) = {ratio:.2f} end to end, "
+                  f"{db_ratio:.2f} in the database", flush=True)
         engine.dispose()
 
 

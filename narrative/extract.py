@@ -31,7 +31,8 @@ def extract_drafts(text: str) -> list[dict]:
     ranges = case_ranges(cleaned)
     drafts = []
     labelled = [r for r in ranges if r[0]]
-    groups = [[r] for r in labelled] if labelled else [ranges]
+    # No patient section at all (a text that is only discussion): no draft rather than an empty one.
+    groups = [[r] for r in labelled] if labelled else ([ranges] if ranges else [])
     for number, group in enumerate(groups, start=1):
         label = group[0][0]
         sentences, mentions = [], []

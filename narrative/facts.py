@@ -278,7 +278,7 @@ class CaseReader(Assembler):
             fact["note"] = f"Reported as '{value.value['reported']}'."
         made = self.add("observations", f"{mention.key or mention.text}", _clean(fact), mention, event=False)
         self.cite_span(made["id"], sentence, value.start, value.end, "value", "quantities.py VALUE",
-                       value=fact["value"])
+                       value=fact["value"], ucum=quantities.ucum_code(fact["value"]["unit"]))
         return made["id"]
 
     # ---- procedures -------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from narrative import quantities
 from narrative.assemble import INCREASE_CUE, ROUTES, START_CUE, STOP_CUE
 from narrative.mentions import Mention, Sentence
 
+STOPPED_AFTER = re.compile(r"^\S*\s+(?:was|were)\s+(?:then\s+|later\s+|finally\s+)?"
+                           r"(?:stopped|discontinued|interrupted|withdrawn)\b", re.IGNORECASE)
 JOINED = re.compile(r"^\s*(?:\(|,|and|with|plus|\+)\s*(?:\w+\s+)?$", re.IGNORECASE)
 
 
@@ -24,8 +26,9 @@ def medication_mention(reader, mention: Mention, sentence: Sentence, here: list[
     if alias:
         reader.cite(alias, mention)
         return alias
-    if STOP_CUE.search(before) and active:
-        active["end"] = {"after": reader.last_event} if reader.last_event else {"at": "presentation"}
+    after = sentence.text[mention.clean_end - sentence.start:]
+    if active and (STOP_CUE.search(before) or STOPPED_AFTER.match(after)):
+        active["end"] = reader.event_time(sentence, times, mention=mention)
         active["status"] = "stopped"
         if re.search(r"\bdecided|refused|declined\b", sentence.text):
             active["statusReason"] = {"concept": "refusal-by-patient", "text": sentence.text.strip()}
@@ -135,5 +138,6 @@ def _dose_steps(reader, fact: dict, mention: Mention, sentence: Sentence, here: 
                 continue
             dosage = {"start": {"after": fact["id"], "edge": "start", "text": "later changed"}, **dosage}
         fact.setdefault("dosages", []).append(dosage)
+        unit = (found.value.get("dose") or found.value.get("dailyDose") or {}).get("unit", "")
         reader.cite_span(fact["id"], sentence, found.start, found.end, "dosage", "quantities.py DOSE",
-                         type="dosage", value=found.value, assertion="present")
+                         type="dosage", value=found.value, assertion="present", ucum=quantities.ucum_code(unit))

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from mappings import terminology
 from narrative.rules import DATA_DIR
 
 WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -42,6 +43,12 @@ def integral(value: float) -> int | float:
 def unit_spellings() -> dict[str, str]:
     with (DATA_DIR / "units.csv").open(newline="", encoding="utf-8") as handle:
         return {row["reported"]: row["normalised"] for row in csv.DictReader(handle)}
+
+
+def ucum_code(unit: str) -> str | None:
+    """The UCUM code of a reported unit from terminology/ucum.csv; None: not a unit the table knows (review it)."""
+    found = terminology.ucum(unit)
+    return found["code"] if found else None
 
 
 def normal_unit(reported: str) -> str:

@@ -29,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     # Imported here: the blueprints read app.extensions at request time, after create_app has filled them.
     from service.audit import bp as audit_bp
+    from service.bulk_api import bp as bulk_bp
     from service.bundles import bp as bundles_bp
     from service.cases import bp as cases_bp
     from service.extract import bp as extract_bp
@@ -41,7 +42,7 @@ def _register_blueprints(app: Flask) -> None:
     from service.timeline_page import bp as timeline_bp
 
     # The generic /<type>/<id> routes of `resources` go last so that every specific route is listed first.
-    for blueprint in (meta_bp, cases_bp, extract_bp, bundles_bp, patients_bp, lines_bp, timeline_bp, sync_bp, audit_bp, metrics_bp,
+    for blueprint in (meta_bp, cases_bp, extract_bp, bulk_bp, bundles_bp, patients_bp, lines_bp, timeline_bp, sync_bp, audit_bp, metrics_bp,
                       resources_bp):
         app.register_blueprint(blueprint)
     enqueue_after_write(app)

@@ -43,7 +43,7 @@ def _response_bundle(btype: str, outcomes: list[EntryOutcome]) -> dict:
     minimal = fhir_http.prefer().get("return") == "minimal"
     entries = []
     for outcome in outcomes:
-        response = {"status": outcome.status}
+        response: dict = {"status": outcome.status}
         for key, value in (("location", outcome.location), ("etag", outcome.etag), ("lastModified", outcome.last_modified)):
             if value:
                 response[key] = value

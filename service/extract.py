@@ -14,7 +14,6 @@ from flask import Blueprint, Response, g, render_template, request
 from mappings.case_validation import check_case
 from mappings.errors import CaseError, Issue
 from mappings.timeline import Timeline
-from narrative import extract_drafts
 from service.outcome import error
 from service.request_body import JSON_TYPES, parse_json
 from service.resources import load_resource
@@ -98,6 +97,9 @@ def _answer(text: str) -> Response:
     if len(text) > MAX_TEXT_CHARS:
         raise CaseError([Issue("$", f"the text has {len(text)} characters; at most {MAX_TEXT_CHARS} are extracted "
                                     "in one request", "too-long")], 413)
+    # spaCy takes seconds to import: only when text is extracted, not when the gateway starts.
+    from narrative import extract_drafts
+
     drafts = extract_drafts(text)
     for draft in drafts:
         draft["issues"] = _issues(draft["case"])

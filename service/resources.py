@@ -91,7 +91,8 @@ def read(rtype: str, rid: str) -> Response:
 def vread(rtype: str, rid: str, vid: str) -> Response:
     _require_type(rtype)
     fhir_http.check_format()
-    stored = reads.vread(_engine(), rtype, rid, int(vid)) if vid.isdigit() else None
+    # versionIds here are counters: more than nine digits names no version (and would overflow the column)
+    stored = reads.vread(_engine(), rtype, rid, int(vid)) if vid.isdigit() and len(vid) <= 9 else None
     if stored is None:
         return error(404, f"{rtype}/{rid} has no version {vid!r}", "not-found")
     _audit(stored.patient)
@@ -112,10 +113,11 @@ def _single(entry: dict, rtype: str) -> EntryOutcome:
     _, (planned,) = plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, 1)
     criteria = "If-None-Exist" if "ifNoneExist" in entry["request"] else "url"
     if planned.issues:
-        raise CaseError([_rest_path(i, rtype, criteria) for i in planned.issues])
+        forbidden = all(i.code == "forbidden" for i in planned.issues)  # AuditEvent: written by this server only
+        raise CaseError([_rest_path(i, rtype, criteria) for i in planned.issues], 403 if forbidden else 400)
     try:
         (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"])
-    except TransactionFailed as exc:
+    except (TransactionFailed, CaseError) as exc:
         raise CaseError([_rest_path(i, rtype, criteria) for i in exc.issues], exc.status) from None
     _audit(*outcome.patients, outcome.patient)
     hook = current_app.extensions.get("after_write")
@@ -280,7 +282,7 @@ def _history(rtype: str | None, rid: str | None, path: str) -> Response:
     if unknown or params.get("_at"):
         name = unknown[0] if unknown else "_at"
         raise CaseError([Issue(f"?{name}", f"'{name}' is not supported on history (use _since, _count)", "not-supported")])
-    count = _int_param("_count", HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT)
+    count = _int_param("_count", HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT) or HISTORY_DEFAULT_COUNT
     since = _instant_param("_since")
     before = _int_param("_page_before", None, None)
     if rid and reads.read(_engine(), rtype or "", rid) is None:
@@ -309,7 +311,8 @@ def _int_param(name: str, default: int | None, upper: int | None) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) == 0:
+    # 18 digits fit the BIGINT the value is compared with; a longer one would fail in the database (a 500)
+    if not raw.isdigit() or int(raw) == 0 or len(raw) > 18:
         raise CaseError([Issue(f"?{name}", f"{name} must be a positive integer, got {raw!r}", "value")])
     return min(int(raw), upper) if upper else int(raw)
 

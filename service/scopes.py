@@ -34,6 +34,11 @@ def required(request: Request) -> set[str]:
     if method == "POST" and path in ("/", "/Bundle"):
         return {"system/*.write"}
     parts = [p for p in path.split("/") if p]
+    # Bulk Data (service/bulk_api.py): an import writes every type; an export, its status and files read every type.
+    if path.startswith("/$import"):
+        return {"system/*.write"}
+    if path.startswith("/$export") or (parts and parts[-1] == "$export"):
+        return {"system/*.read"}
     if method == "POST" and len(parts) == 3 and parts[0] == "DocumentReference" and parts[2] == "$extract":
         return _type_scope("DocumentReference", "read")  # reads a stored note; stores nothing
     if path.startswith("/procedure-history") or (len(parts) == 3 and parts[2] == "procedure-history"):

@@ -8,9 +8,11 @@ content creates no new version, so replays are harmless.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 from sqlalchemy import Connection, Engine, insert, select, tuple_, update
@@ -173,7 +175,9 @@ class Transaction:
 
         criteria = "&".join(f"{k}={v}" for k, v in sorted(p.condition or []))
         db.lock(self.conn, f"conditional:{p.rtype}?{criteria}")
-        matches = match_rows(self.conn, p.rtype, list(p.condition or []), 2)
+        source = "ifNoneExist" if p.method == "POST" else "url"
+        with _entry_path(f"{p.path}.request.{source}"):
+            matches = match_rows(self.conn, p.rtype, list(p.condition or []), 2)
         where = f"{p.path}.request"
         if len(matches) > 1:
             self.fail(Issue(where, f"the criteria {p.rtype}?{criteria} match more than one resource", "multiple-matches"), 412)
@@ -186,8 +190,19 @@ class Transaction:
         if p.method == "DELETE":
             return None
         if p.method == "PUT":
-            return (p.resource or {}).get("id") or conditional_id(p.rtype, criteria)
+            given = (p.resource or {}).get("id")
+            if given and self._live(p.rtype, given):
+                # No match, but the body names another resource that exists: updating it would overwrite a
+                # resource the criteria did not select (R5 http.html#cond-update spells this out as 409).
+                self.fail(Issue(f"{p.path}.resource.id", f"{p.rtype}/{given} exists and does not match the criteria "
+                                f"{p.rtype}?{criteria}", "conflict"), 409)
+                return None
+            return given or conditional_id(p.rtype, criteria)
         return str(uuid.uuid4())
+
+    def _live(self, rtype: str, rid: str) -> bool:
+        return self.conn.execute(select(resources.c.pk).where(
+            resources.c.res_type == rtype, resources.c.res_id == rid, resources.c.deleted.is_(False))).first() is not None
 
     def _check_one_entry_per_resource(self, planned: list[PlannedEntry], ids: dict[int, str | None]) -> None:
         seen: dict[str, int] = {}
@@ -246,7 +261,8 @@ class Transaction:
                 return EntryOutcome(STATUS_TEXT[404 if row is None else 410])
             return EntryOutcome("200 OK", etag=f'W/"{row.version}"', last_modified=instant(row.last_updated),
                                 body=json.loads(row.body))
-        result = search(self.conn, p.rtype, list(p.condition or []))
+        with _entry_path(f"{p.path}.request.url"):
+            result = search(self.conn, p.rtype, list(p.condition or []))
         return EntryOutcome("200 OK", body={"resourceType": "Bundle", "type": "searchset", "total": result.total,
                                             "entry": [{"resource": json.loads(r["body"]), "search": {"mode": "match"}} for r in result.rows]})
 
@@ -270,6 +286,11 @@ class Transaction:
         resource = {"resourceType": p.rtype, "id": rid, "meta": {**meta, "versionId": str(version), "lastUpdated": stamp},
                     **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
         patient = patient_of(resource) or self._provenance_owner(resource)
+        if row is not None and not row["deleted"] and row["patient_id"] and patient != row["patient_id"]:
+            # Issue 15: a conditional update by identifier could move patient A's record into patient B's chart.
+            self.fail(Issue(f"{p.path}.resource", f"{p.rtype}/{rid} belongs to another patient's compartment; an update "
+                            "cannot move it (delete it and create it for the other patient)", "conflict"), 409)
+            return EntryOutcome(STATUS_TEXT[409])
         body = dumps(resource)
         if row is None:
             pk = self.conn.execute(insert(resources).values(
@@ -366,6 +387,16 @@ class Transaction:
                 if found:
                     return found
         return None
+
+
+@contextlib.contextmanager
+def _entry_path(path: str) -> Iterator[None]:
+    """A search that refuses its criteria names the parameter (Patient?foo); the entry it came from goes first,
+    so that a Bundle's error says which entry failed."""
+    try:
+        yield
+    except CaseError as exc:
+        raise CaseError([Issue(path, f"{i.path}: {i.message}", i.code, i.severity) for i in exc.issues], exc.status) from None
 
 
 def _matches_version(if_match: str, row: dict | None) -> bool:

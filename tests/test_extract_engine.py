@@ -153,7 +153,8 @@ def test_dose_changes_and_frequencies():
 def test_units_are_normalised_through_the_table_and_kept_as_reported():
     chromogranin = next(o for o in facts("Case 1", "observations") if o["text"] == "Chromogranin A" and "value" in o)
     assert chromogranin["value"] == {"value": 32, "unit": "U/l"} and "U/I" in chromogranin["note"]
-    assert terminology.ucum("U/l") is not None
+    values = {r["text"]: r["ucum"] for d in drafts().values() for r in d["evidence"] if r["role"] in ("value", "dosage")}
+    assert values["32\nU/I"] == "U/L" and values["1.9 mEq/l"] == "meq/L" and values["50 mcg/8 h"] == "ug"
 
 
 def test_cleanup_rejoins_hyphenation_and_splices_captions_through_the_offset_map():
@@ -190,3 +191,10 @@ def test_the_drug_lexicon_of_the_line_engine_names_agents_our_lexicon_does_not()
     assert regimen["agents"][0]["text"] == "Cisplatin"
     assert regimen["agents"][0].get("concept") in (None, "cisplatin") and (
         "concept" not in regimen["agents"][0] or terminology.known("cisplatin"))
+
+
+def test_a_text_of_discussion_only_gives_no_draft_and_a_stop_ends_the_running_regimen():
+    assert extract_drafts("Discussion\nEverolimus and sunitinib are options.\n") == []
+    (draft,) = extract_drafts("Octreotide was started. 3 months later octreotide was stopped.")
+    (regimen,) = draft["case"]["medications"]
+    assert regimen["status"] == "stopped" and regimen["end"]["offset"] == {"value": 3, "unit": "mo"}

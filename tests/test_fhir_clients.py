@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
+import databases
 import pytest
 import requests
 from conftest import TEST_API_KEY
@@ -26,7 +27,6 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 from live_gateway import live_gateway
 
-import databases
 from store import db
 
 CLIENTS = Path(__file__).parent / "clients"
@@ -187,10 +187,10 @@ def test_fhir_kit_client_script_runs_every_interaction(gateway, tmp_path):
         pytest.skip("node/npm are not installed")
     for name in ("package.json", "package-lock.json", "fhir_kit.js"):
         shutil.copy(CLIENTS / name, tmp_path / name)
-    install = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=tmp_path,
+    install = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], check=False, cwd=tmp_path,
                              capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-2000:]
-    run = subprocess.run(["node", "fhir_kit.js", gateway, TEST_API_KEY, unique("Fk")], cwd=tmp_path,
+    run = subprocess.run(["node", "fhir_kit.js", gateway, TEST_API_KEY, unique("Fk")], check=False, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])

@@ -28,9 +28,9 @@ def test_metadata_is_a_capability_statement(client):
     assert body["resourceType"] == "CapabilityStatement" and body["fhirVersion"] == "4.0.1"
 
 
-def test_healthz_reports_redis(client):
+def test_healthz_reports_the_database_and_redis(client):
     body = client.get("/healthz").get_json()
-    assert body == {"status": "ok", "redis": "up", "redisMode": "configured"}
+    assert body == {"status": "ok", "database": "up", "databaseEngine": "sqlite", "redis": "up", "redisMode": "configured"}
 
 
 def test_in_process_mode_still_maps_cases(monkeypatch):

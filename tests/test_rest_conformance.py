@@ -301,6 +301,23 @@ def test_conditional_update_creates_on_no_match_updates_one_and_refuses_many(sto
     assert_outcome(many, 412, "url")
 
 
+def test_conditional_update_without_a_match_never_overwrites_the_resource_its_body_names(store_client):
+    victim = put(store_client, {**patient("MRN-2111"), "id": "mrn-2111"})
+    assert victim.status_code == 201
+    url = f"/Patient?{urlencode({'identifier': mrn_token('MRN-2112')})}"
+    clash = store_client.put(url, json={**patient("MRN-2112"), "id": "mrn-2111"}, content_type=FHIR_JSON)
+    assert_outcome(clash, 409, "Patient.id")
+    kept = store_client.get("/Patient/mrn-2111")
+    assert kept.headers["ETag"] == 'W/"1"' and kept.get_json()["identifier"][1]["value"] == "MRN-2111"
+
+
+def test_delete_with_a_stale_if_match_is_412_and_keeps_the_resource(store_client):
+    pid = create(store_client, patient("MRN-2121")).get_json()["id"]
+    assert_outcome(store_client.delete(f"/Patient/{pid}", headers={"If-Match": 'W/"4"'}), 412, "If-Match")
+    assert store_client.get(f"/Patient/{pid}").status_code == 200
+    assert store_client.delete(f"/Patient/{pid}", headers={"If-Match": 'W/"1"'}).status_code == 204
+
+
 def test_conditional_delete_removes_the_one_match_and_refuses_many(store_client):
     pid = create(store_client, patient("MRN-2201")).get_json()["id"]
     gone = store_client.delete(f"/Patient?{urlencode({'identifier': mrn_token('MRN-2201')})}")
@@ -422,6 +439,9 @@ def test_unknown_parameter_is_400_or_ignored_and_reported_when_lenient(store_cli
     create(store_client, patient("MRN-5301"))
     assert_outcome(store_client.get("/Patient?shoe-size=44"), 400, "Patient?shoe-size")
     assert_outcome(store_client.get("/Patient?family:sounds-like=smith"), 400, "Patient?family")
+    conditional = store_client.post("/Patient", json=patient("MRN-5302"), content_type=FHIR_JSON,
+                                    headers={"If-None-Exist": "shoe-size=44"})
+    assert_outcome(conditional, 400, "If-None-Exist")
     lenient = store_client.get("/Patient?shoe-size=44", headers={"Prefer": "handling=lenient"})
     assert lenient.status_code == 200
     body = lenient.get_json()
@@ -580,6 +600,13 @@ BAD_INPUT = [
         {"resource": encounter("urn:uuid:00000000-0000-4000-8000-000000000000", "Practitioner/x"),
          "request": {"method": "POST", "url": "Encounter"}}]}), FHIR_JSON, 400, "Bundle.entry[0].resource.subject"),
     ("delete", "/Patient?shoe-size=44", None, None, 400, "shoe-size"),
+    ("get", "/_history?_page_before=99999999999999999999999", None, None, 400, "_page_before"),
+    ("get", "/Patient/x/_history/99999999999999999999999", None, None, 404, None),
+    ("post", "/", json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient("MRN-7004"), "request": {"method": "POST", "url": "Patient", "ifNoneExist": "shoe-size=44"}}]}),
+     FHIR_JSON, 400, "Bundle.entry[0].request.ifNoneExist"),
+    ("post", "/", json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": "Patient?shoe-size=44"}}]}), FHIR_JSON, 400, "Bundle.entry[0].request.url"),
 ]
 
 
