@@ -10,7 +10,7 @@ from mappings.fhir_validation import resource_issues
 from mappings.errors import FhirValidationError
 from mappings.references import full_url, identifier_token, resource_id, fact_identifier
 from mappings.timeline import Timeline
-from mappings.to_condition import to_fhir_condition
+from mappings.to_condition import to_fhir_condition, to_fhir_syndrome_condition
 from mappings.to_medication import medication_parts, to_fhir_medication_statements
 from mappings.to_observation import to_fhir_observation, to_fhir_outcome
 from mappings.to_patient import to_fhir_patient
@@ -43,6 +43,7 @@ def map_resources(case: dict) -> tuple[MapContext, list[dict]]:
     _register_all(ctx)
     resources = [to_fhir_patient(ctx)]
     resources += [to_fhir_condition(ctx, f) for f in case.get("conditions", [])]
+    resources += [to_fhir_syndrome_condition(ctx, f) for f in case.get("conditions", []) if f.get("functionalSyndrome")]
     resources += [to_fhir_procedure(ctx, f) for f in case.get("procedures", [])]
     resources += [r for f in case.get("medications", []) for r in to_fhir_medication_statements(ctx, f)]
     resources += [to_fhir_observation(ctx, f) for f in case.get("observations", [])]

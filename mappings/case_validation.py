@@ -17,7 +17,7 @@ SECTIONS = ("conditions", "observations", "procedures", "medications", "outcomes
 # Fields holding a reference to another fact, and the sections the target may come from (None: any).
 FACT_REFS = {"primary": ("conditions",), "dueTo": ("procedures", "medications"), "specimenFrom": ("procedures",),
              "focus": ("conditions",), "reason": None, "target": ("conditions",), "combinedWith": ("procedures", "medications"),
-             "treatments": ("procedures", "medications"), "evidence": ("observations",)}
+             "treatments": ("procedures", "medications"), "evidence": ("observations",), "manifestations": ("conditions",)}
 CONCEPT_FIELDS = ("concept", "histology")
 
 

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import MCODE, MapContext
+from mappings.references import full_url
 
 PRIMARY_PROFILE = f"{MCODE}/mcode-primary-cancer-condition"
 SECONDARY_PROFILE = f"{MCODE}/mcode-secondary-cancer-condition"
 HISTOLOGY_URL = f"{MCODE}/mcode-histology-morphology-behavior"
 RELATED_URL = "http://hl7.org/fhir/StructureDefinition/condition-related"
 DUE_TO_URL = "http://hl7.org/fhir/StructureDefinition/condition-dueTo"
+DATA_ABSENT_URL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+SYNDROME_PART = "syndrome"
 SEGMENT_KEYS = {"I": "liver-segment-i", "II": "liver-segment-ii", "III": "liver-segment-iii", "IV": "liver-segment-iv",
                 "IVa": "liver-segment-iv", "IVb": "liver-segment-iv", "V": "liver-segment-v", "VI": "liver-segment-vi",
                 "VII": "liver-segment-vii", "VIII": "liver-segment-viii"}
@@ -22,8 +25,13 @@ def body_sites(site: dict) -> list[dict]:
     return sites
 
 
-def _clinical_status(fact: dict) -> str:
-    return "resolved" if fact.get("abatement") or fact.get("transient") else "active"
+def _clinical_status(fact: dict) -> dict:
+    """As the case states it; else resolved when it abated or was transient, else active. 'unknown' is said with
+    data-absent-reason, not guessed: the text often never says whether a symptom or event ended."""
+    status = fact.get("clinicalStatus") or ("resolved" if fact.get("abatement") or fact.get("transient") else "active")
+    if status == "unknown":
+        return {"extension": [{"url": DATA_ABSENT_URL, "valueCode": "unknown"}], "text": "Unknown"}
+    return terminology.concept(f"clinical-{status}")
 
 
 def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
@@ -32,7 +40,7 @@ def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
     resource: dict = {
         "resourceType": "Condition",
         "identifier": [ctx.identifier(fact["id"])],
-        "clinicalStatus": terminology.concept(f"clinical-{_clinical_status(fact)}"),
+        "clinicalStatus": _clinical_status(fact),
         "verificationStatus": terminology.concept("verification-confirmed"),
         "category": [terminology.concept("category-problem-list-item")],
         "code": code,
@@ -55,9 +63,9 @@ def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
     resource.update(fhir_time.standard_time("onset", start, None, allow_age=True))
     if end is not None:
         resource.update(fhir_time.standard_time("abatement", end, None, allow_age=True))
-    if fact.get("functionalSyndrome"):
-        syndrome = fact["functionalSyndrome"]
-        resource["evidence"] = [{"code": [terminology.concept(syndrome.get("concept"), syndrome.get("text"))]}]
+    evidence = _manifestations(ctx, fact)
+    if evidence:
+        resource["evidence"] = evidence
     notes = [n for n in (fact.get("note"), "Transient." if fact.get("transient") else None,
                          f"Laterality: {fact['laterality']}." if fact.get("laterality") else None) if n]
     if notes:
@@ -65,6 +73,34 @@ def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
     profile = _profile(role, code)
     if profile:
         resource["meta"] = {"profile": [profile]}
+    return resource
+
+
+def _manifestations(ctx: MapContext, fact: dict) -> list[dict]:
+    """Condition.evidence.detail of a tumour: its functional syndrome. mCODE binds evidence.code (required) to how
+    the diagnosis was made, so a syndrome goes in detail, as a Condition of its own, and evidence.code stays empty."""
+    refs = [ctx.ref(m) for m in fact.get("manifestations", [])]
+    if fact.get("functionalSyndrome"):
+        refs.append({"reference": full_url(ctx.identifier(fact["id"], SYNDROME_PART))})
+    return [{"detail": refs}] if refs else []
+
+
+def to_fhir_syndrome_condition(ctx: MapContext, fact: dict) -> dict:
+    """A tumour's functional syndrome given inline (functionalSyndrome) as its own Condition, which the tumour's
+    evidence.detail points to."""
+    syndrome = fact["functionalSyndrome"]
+    start = ctx.timeline.start(fact["id"])
+    resource: dict = {
+        "resourceType": "Condition",
+        "identifier": [ctx.identifier(fact["id"], SYNDROME_PART)],
+        "extension": ctx.time_extensions(start),
+        "clinicalStatus": terminology.concept("clinical-active"),
+        "verificationStatus": terminology.concept("verification-confirmed"),
+        "category": [terminology.concept("category-problem-list-item")],
+        "code": terminology.concept(syndrome.get("concept"), syndrome.get("text")),
+        "subject": ctx.patient_ref,
+    }
+    resource.update(fhir_time.standard_time("onset", start, None, allow_age=True))
     return resource
 
 

@@ -17,7 +17,8 @@ def quantity(q: dict) -> dict:
     result = {"value": q["value"], "unit": q["unit"]}
     if q.get("comparator"):
         result["comparator"] = q["comparator"]
-    code = terminology.ucum(q["unit"])
+    # unitCoded false: the unit is an assay's own (e.g. chromogranin A 'U/l', not the enzyme unit U), kept as text.
+    code = terminology.ucum(q["unit"]) if q.get("unitCoded", True) else None
     if code:
         result.update({"system": fhir_time.UCUM, "code": code["code"]})
     return result

@@ -11,15 +11,17 @@ DISEASE_STATUS_PROFILE = f"{MCODE}/mcode-cancer-disease-status"
 EVIDENCE_TYPE_URL = f"{MCODE}/mcode-cancer-disease-status-evidence-type"
 TREATMENT_URL = f"{LOCAL_EXT}/treatment"
 LOINC = "http://loinc.org"
-# Outcome value -> (mCODE condition-status-trend key, NCIt response key or None).
+# Outcome value -> (mCODE condition-status-trend key, NCIt response key or None). Progression has no NCIt coding:
+# GDC's only source pairs "PD" with C8510 "Progressive Neoplastic Disease" under a palliative-care definition, and
+# RECIST's C35571 could not be verified, so the mCODE SNOMED code stands alone.
 DISEASE_STATUS_VALUES = {
     "complete": ("status-full-remission", "response-complete"),
     "partial": ("status-partial-remission", "response-partial"),
     "minor-response": ("status-improved", None),
     "improved": ("status-improved", None),
     "stable": ("status-stable", "response-stable"),
-    "progression": ("status-worsened", "response-progression"),
-    "worsened": ("status-worsened", "response-progression"),
+    "progression": ("status-worsened", None),
+    "worsened": ("status-worsened", None),
 }
 EVIDENCE_KEYS = {"imaging": "evidence-imaging", "biomarker": "evidence-tumour-marker"}
 

@@ -77,6 +77,7 @@ def to_fhir_procedure(ctx: MapContext, fact: dict) -> dict:
     notes = [n for n in (fact.get("sessions", {}).get("text") and f"Sessions: {fact['sessions']['text']}", fact.get("note")) if n]
     if notes:
         resource["note"] = [{"text": n} for n in notes]
-    if fact.get("concept") in SURGICAL_KEYS:
+    # The profile is for surgery performed: a planned resection that was not done stays a base Procedure.
+    if fact.get("concept") in SURGICAL_KEYS and status != "not-done":
         resource["meta"] = {"profile": [SURGICAL_PROFILE]}
     return resource

@@ -18,11 +18,15 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 
-from mappings.errors import Issue
+from mappings.errors import CaseError, Issue
+from store import db
 from store.bundle_plan import ID_PATTERN, TYPE_PATTERN, plan_bundle
+from store.references import iter_references, rewrite_references
 from store.writes import STRICT, EntryOutcome, apply_batch
 
 DEFAULT_CHUNK = 500
@@ -31,6 +35,7 @@ TYPE_ORDER = ("Organization", "Location", "Practitioner", "PractitionerRole", "G
               "Encounter", "Condition")
 UNPARSED = "OperationOutcome"   # the error file of lines that are not a resource at all
 DEFERRED_MARK = ("does not hold", "conditional reference")
+RESOLVED_CACHE = 50_000   # conditional references remembered by one run (a few MB at most)
 
 
 def chunk_size() -> int:
@@ -96,8 +101,10 @@ def parse(line: Line) -> Parsed:
     where = f"{line.source}:{line.number}"
     try:
         resource = json.loads(line.text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return Parsed(line, None, [Issue(where, f"not JSON: {exc.msg} at column {exc.colno}", "structure")])
+    except (ValueError, RecursionError):
+        return Parsed(line, None, [Issue(where, "not JSON (nested too deeply or not text)", "structure")])
     if not isinstance(resource, dict) or not TYPE_PATTERN.match(str(resource.get("resourceType", ""))):
         return Parsed(line, None, [Issue(where, "a line must be one FHIR resource with a resourceType", "structure")])
     rid = resource.get("id")
@@ -118,6 +125,7 @@ class ImportRun:
         self.should_stop = should_stop or (lambda: False)
         self.policy = state.get("policy", STRICT)
         self.chunk = chunk_size()
+        self.resolved: dict[str, str] = {}
         folder.mkdir(parents=True, exist_ok=True)
         self._restore_sizes()
 
@@ -199,6 +207,7 @@ class ImportRun:
     def _apply(self, lines: list[Line], final: bool) -> None:
         parsed = [parse(line) for line in lines]
         good = [p for p in parsed if not p.issues]
+        self._pre_resolve(good)
         entries = [{"resource": p.resource, "request": {"method": "PUT", "url": f"{p.rtype}/{p.resource['id']}"}}
                    for p in good if p.resource is not None]
         outcomes: list[EntryOutcome] = []
@@ -227,6 +236,28 @@ class ImportRun:
             self._append(f"output.{rtype}.ndjson", rows)
         self._append(f"deferred.{self.state['pass'] + 1}.ndjson", deferred)
         self.state["done"] = sum(self.state["counts"].values()) + sum(self.state["errors"].values())
+
+
+    def _pre_resolve(self, good: list[Parsed]) -> None:
+        """Resolve each distinct conditional reference once per run, not once per line: a Synthea export names the
+        same few Practitioners and Organizations in every Encounter. Only a single match is used; anything else is
+        left as sent, for store.writes to resolve or fail with its OperationOutcome (and the line to be deferred)."""
+        wanted = {ref for p in good for _, ref in iter_references(p.resource, "$")
+                  if "?" in ref and not ref.startswith(("http:", "https:", "urn:"))} - set(self.resolved)
+        if wanted:
+            from store.search import match_rows
+
+            with db.reading(self.engine) as conn:
+                for ref in sorted(wanted):
+                    rtype, _, query = ref.partition("?")
+                    try:
+                        matches = match_rows(conn, rtype, parse_qsl(query, keep_blank_values=True), 2)
+                    except CaseError:
+                        continue
+                    if len(matches) == 1 and len(self.resolved) < RESOLVED_CACHE:
+                        self.resolved[ref] = f"{rtype}/{matches[0]['res_id']}"
+        for p in good:
+            p.resource = cast(dict, rewrite_references(p.resource, lambda r: self.resolved.get(r, r)))
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -23,6 +24,7 @@ T = TypeVar("T")
 DEFAULT_DATA_DIR = ".gateway-data"
 RETRIES = 8
 _engines: dict[str, Engine] = {}
+_sqlite_writers: dict[int, threading.RLock] = {}  # per SQLite engine: this process's writers take turns
 
 
 class DatabaseUnavailable(Exception):
@@ -66,6 +68,7 @@ def _forget_pooled_connections() -> None:
     must not be used on both sides of a fork); the child opens its own. close=False leaves the parent's intact."""
     for engine in _engines.values():
         engine.dispose(close=False)
+    _sqlite_writers.clear()  # a lock held by a parent's thread at the fork would never be released here
 
 
 os.register_at_fork(after_in_child=_forget_pooled_connections)
@@ -144,7 +147,7 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
     clinical data (the audit events of reads)."""
     for attempt in range(RETRIES):
         try:
-            with engine.connect() as conn:
+            with _writer_turn(engine), engine.connect() as conn:
                 conn = conn.execution_options(write=True, durable=durable)
                 with conn.begin():
                     if not durable and conn.dialect.name == "postgresql":
@@ -163,6 +166,15 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
                 raise
         time.sleep(min(0.5, 0.01 * 2 ** attempt))
     raise AssertionError("unreachable")
+
+
+def _writer_turn(engine: Engine) -> contextlib.AbstractContextManager:
+    """SQLite: this process's writer threads queue on a lock that wakes the next at once; left to SQLite's busy
+    handler they poll the write lock with sleeps of 1 to 100 ms, the largest cost of a read's audit row under
+    load (bench/gateway.py). Other processes still wait on the database lock itself."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    return _sqlite_writers.setdefault(id(engine), threading.RLock())
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -1,64 +1,21 @@
-"""The `db_engine` fixture for the search tests: SQLite (a temp file) and PostgreSQL (own database), emptied per test.
+"""Rows for the search tests, written as the store's write path writes them (resources row, then write_index).
 
-Until tests/conftest.py carries the shared fixture of the same name; the search tests import this one.
+The engines come from the shared `db_engine` fixture of tests/conftest.py (SQLite and PostgreSQL).
 """
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import (
     Connection,
-    Engine,
-    create_engine,
-    delete,
     insert,
     select,
-    text,
     update,
 )
 
 from store import indexing
-from store.schema import INDEX_TABLES, metadata, resources
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_DB = "gateway_test_search"
-
-
-def _postgres_engine() -> Engine:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_DB}).first():
-                conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    except Exception as exc:  # noqa: BLE001 - the reason is reported, the engine is skipped
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
-    finally:
-        admin.dispose()
-    engine = create_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB)
-    metadata.drop_all(engine)
-    return engine
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def _session_engine(request, tmp_path_factory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('search') / 'store.db'}")
-    else:
-        engine = _postgres_engine()
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def db_engine(_session_engine: Engine) -> Engine:
-    with _session_engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(delete(table))
-    return _session_engine
+from store.schema import INDEX_TABLES, resources
 
 
 def store(conn: Connection, resource: dict, patient_id: str | None = None, last_updated: int | None = None) -> int:

@@ -6,12 +6,18 @@ import json
 import time
 
 import pytest
+from test_bulk_import import (
+    corpus_counts,
+    corpus_lines,
+    finished_import,
+    identifier_map,
+    start_import,
+    two_clients,
+)
+from test_sync_helpers import run_jobs
 
 from registry.procedure_history import procedure_history
 from store import reads
-from test_bulk_import import (corpus_counts, corpus_lines, finished_import, identifier_map, start_import,
-                              two_clients)
-from test_sync_helpers import run_jobs
 
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 
@@ -150,3 +156,49 @@ def test_export_files_expire(imported, redis_client, monkeypatch):
     monkeypatch.setenv("GATEWAY_BULK_FILE_TTL_SECONDS", "1")
     time.sleep(1.2)
     assert imported.get(path_of(manifest["output"][0]["url"])).status_code == 410
+
+
+# -- a patient with 10,000 resources ------------------------------------------------------------------------
+BIG = 10_000
+
+
+def big_patient_lines(pid: str = "big-patient") -> list[str]:
+    """One Patient and 9,999 resources of theirs: Observations of LOINC 2345-7 "Glucose [Mass/volume] in Serum or
+    Plasma" (loinc.org/LG7967-5 lists it), Conditions and Procedures with codes of the vendored slice."""
+    slice_ = [json.loads(line) for line in corpus_lines()]
+    condition = next(r for r in slice_ if r["resourceType"] == "Condition")["code"]
+    procedure = next(r for r in slice_ if r["resourceType"] == "Procedure")["code"]
+    lines = [json.dumps({"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1961-04-02"})]
+    for i in range(BIG - 1):
+        day = f"20{10 + i % 14:02d}-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        subject = {"reference": f"Patient/{pid}"}
+        if i % 10 == 0:
+            r = {"resourceType": "Condition", "id": f"{pid}-c{i}", "subject": subject, "code": condition, "onsetDateTime": day}
+        elif i % 10 == 1:
+            r = {"resourceType": "Procedure", "id": f"{pid}-p{i}", "status": "completed", "subject": subject, "code": procedure,
+                 "performedDateTime": day}
+        else:
+            r = {"resourceType": "Observation", "id": f"{pid}-o{i}", "status": "final", "subject": subject, "effectiveDateTime": day,
+                 "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7",
+                                      "display": "Glucose [Mass/volume] in Serum or Plasma"}]},
+                 "valueQuantity": {"value": 70 + i % 90, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}}
+        lines.append(json.dumps(r))
+    return lines
+
+
+def test_a_patient_with_10000_resources_is_imported_paged_in_everything_and_exported(client, redis_client, sqlite_url):
+    lines = big_patient_lines()
+    manifest = finished_import(client, redis_client, start_import(client, "\n".join(lines), "big.ndjson"))
+    assert manifest["error"] == [] and sum(o["count"] for o in manifest["output"]) == BIG
+    seen: list[str] = []
+    url = "/Patient/big-patient/$everything?_count=1000"
+    while url:
+        page = client.get(url).get_json()
+        assert page["total"] == BIG
+        seen += [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in page["entry"]]
+        url = next((path_of(link["url"]) for link in page["link"] if link["relation"] == "next"), None)
+    assert len(seen) == len(set(seen)) == BIG and seen[0] == "Patient/big-patient"
+    exported = finished_export(client, redis_client, kick_off(client, "/Patient/$export"))
+    counts = {o["type"]: o["count"] for o in exported["output"]}
+    assert sum(n for t, n in counts.items() if t != "procedure-history") == BIG
+    assert counts["procedure-history"] == counts["Procedure"] == 1000

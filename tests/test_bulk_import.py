@@ -9,14 +9,21 @@ import threading
 from functools import partial
 from pathlib import Path
 
-import pytest
-from sqlalchemy import func, select
-
 import databases
+import pytest
 from conftest import authorised_client, gateway_config
+from sqlalchemy import func, select
+from test_sync_helpers import (
+    FAST_ENV,
+    kill_hard,
+    run_jobs,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
+
 from store import db
 from store.schema import resource_versions, resources
-from test_sync_helpers import FAST_ENV, kill_hard, run_jobs, start_worker, stop_worker, wait_for
 
 CORPUS = Path(__file__).parent / "data" / "bulk" / "synthea-4-patients"
 NPI = "http://hl7.org/fhir/sid/us-npi"
@@ -179,6 +186,7 @@ def test_import_from_a_parameters_manifest_of_ndjson_urls(client, redis_client, 
 def two_clients(redis_url: str, sqlite_url: str, scopes: list[str]):
     """The test suite's client and a second one ("other") of the same gateway, with `scopes`."""
     from conftest import api_keys_config
+
     from service import create_app
     from service.auth import key_hash
 

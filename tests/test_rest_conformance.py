@@ -599,7 +599,7 @@ BAD_INPUT = [
     ("post", "/", json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": encounter("urn:uuid:00000000-0000-4000-8000-000000000000", "Practitioner/x"),
          "request": {"method": "POST", "url": "Encounter"}}]}), FHIR_JSON, 400, "Bundle.entry[0].resource.subject"),
-    ("delete", "/Patient?shoe-size=44", None, None, 400, "shoe-size"),
+    ("delete", "/Patient?shoe-size=44", None, None, 400, "url"),
     ("get", "/_history?_page_before=99999999999999999999999", None, None, 400, "_page_before"),
     ("get", "/Patient/x/_history/99999999999999999999999", None, None, 404, None),
     ("post", "/", json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [

@@ -90,7 +90,13 @@ def test_seed_case_procedure_history_keeps_relative_times_segments_and_not_done(
         "tae-left-hepatic-artery", "sirt-right-hepatic-artery"]
     ivb = records[1]
     assert ivb["category"] == "resection" and ivb["segments"] == ["IVb"] and ivb["time"]["frame"] == "age"
-    assert ivb["time"]["relative_to"].startswith("after-start Procedure/") and "2 years" in ivb["time"]["relative_to"]
+    relative = ivb["time"]["relative"]
+    assert relative["relationship"] == "after-start" and relative["target"].startswith("Procedure/")
+    assert relative["offset"] == {"value": 2, "unit": "a", "range": None} and ivb["time"]["approximate"] is True
+    assert ivb["time"]["start"] == {"date": None, "age": {"low": 70, "high": None, "unit": "a"}, "precision": "unknown"}
+    assert ivb["bodySite"] == ["Liver segment IVb"]  # the site and its segment code are one site
+    assert [c["code"] for c in ivb["sites"][0]["snomed"]] == ["10200004", "277958008"]
+    assert records[0]["sites"][0]["topography"] == {"code": "C25.2", "display": "Tail of pancreas"}
     assert records[0]["intent"] == "Curative - procedure intent"
     assert records[3]["sessions"] == 3 and records[5]["complications"] == ["Upper gastrointestinal bleeding after embolization"]
     case1 = client.post("/cases?store=true", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
@@ -104,8 +110,25 @@ def test_procedure_history_as_csv_and_as_fhir_bundle(client):
     text = client.get(f"/Patient/{pid}/procedure-history", headers={"Accept": "text/csv"}).get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["category"] for r in rows] == ["biopsy", "resection", "embolization", "radioembolization"]
+    assert [r["start_date"] for r in rows] == ["2009-12-01", "2010-03-04", "2011-05", "2013-09-20T10:00:00Z"]
+    assert [r["precision"] for r in rows] == ["day", "day", "month", "day"]
     bundle = client.get(f"/Patient/{pid}/procedure-history", headers={"Accept": "application/fhir+json"}).get_json()
     assert bundle["resourceType"] == "Bundle" and [e["resource"]["identifier"][0]["value"] for e in bundle["entry"]] == ["p3", "p0", "p1", "p2"]
+
+
+def test_seed_case_csv_has_one_value_per_column_and_sites_once(client):
+    response = client.post("/cases?store=true", data=json.dumps(load_case("case2-insulinoma")), content_type="application/json")
+    pid = response.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    text = client.get(f"/Patient/{pid}/procedure-history", headers={"Accept": "text/csv"}).get_data(as_text=True)
+    rows = {r["identifier"].split("/")[1]: r for r in csv.DictReader(io.StringIO(text))}
+    assert not any(";" in row[c] for row in rows.values() for c in ("body_site", "segment", "complication", "start_age_low"))
+    ivb = rows["liver-resection-ivb"]
+    assert (ivb["site_count"], ivb["body_site"], ivb["segment"]) == ("1", "Liver segment IVb", "IVb")
+    assert (ivb["start_age_low"], ivb["start_age_high"], ivb["age_unit"]) == ("70", "", "a")
+    assert (ivb["relative_relationship"], ivb["offset_value"], ivb["offset_unit"], ivb["approximate"]) == ("after-start", "2", "a", "True")
+    assert ivb["relative_target"].startswith("Procedure/")
+    assert rows["caudal-pancreatectomy"]["topography_icdo3"] == "C25.2"
+    assert rows["tae-left-hepatic-artery"]["complication"] == "Upper gastrointestinal bleeding after embolization"
 
 
 def test_registry_pull_streams_ndjson_for_patients_changed_since(client):

@@ -27,7 +27,9 @@ def test_case1_demographics_and_primary_tumour_with_histology_and_syndrome(case1
     assert primary["onsetAge"] == {"value": 50, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
     histology = extension(primary, MCODE + "mcode-histology-morphology-behavior")[0]["valueCodeableConcept"]
     assert ("icd-o-3", "8155/3") in codes(histology)
-    assert "VIPoma syndrome" in primary["evidence"][0]["code"][0]["text"]
+    syndrome = case1["primary-tumour/syndrome"]  # its own Condition, pointed to by evidence.detail (no evidence.code)
+    assert primary["evidence"] == [{"detail": [{"reference": _url(case1, "primary-tumour", "syndrome")}]}]
+    assert "VIP" in syndrome["code"]["text"] and "watery diarrhoea" in syndrome["code"]["text"]
     assert primary["meta"]["profile"] == [MCODE + "mcode-primary-cancer-condition"]
 
 
@@ -125,7 +127,8 @@ def test_case2_primary_insulinoma_and_curative_pancreatectomy(case2):
     primary = case2["primary-tumour"]
     assert ("sct", "713189001") in codes(primary["code"])
     assert primary["onsetAge"]["value"] == 68
-    assert ("sct", "302866003") in codes(primary["evidence"][0]["code"][0])
+    assert primary["evidence"] == [{"detail": [{"reference": _url(case2, "hypoglycaemia-at-presentation")}]}]
+    assert ("sct", "302866003") in codes(case2["hypoglycaemia-at-presentation"]["code"])
     surgery = case2["caudal-pancreatectomy"]
     intent = extension(surgery, MCODE + "mcode-procedure-intent")[0]["valueCodeableConcept"]
     assert ("sct", "373808002") in codes(intent)
@@ -162,7 +165,7 @@ def test_case2_embolizations_icu_and_intravenous_octreotide_with_glucose(case2):
     assert ("sct", "47625008") in codes(iv["dosage"][0]["route"]) and "Continuous" in iv["dosage"][0]["text"]
     assert ("rxnorm", "4850") in codes(case2["glucose-iv/glucose"]["medicationCodeableConcept"])
     last = case2["tae-left-hepatic-artery"]
-    assert ("sct", "21807003") not in codes(last["bodySite"][0]) and last["bodySite"][0]["text"] == "Left hepatic artery"
+    assert ("sct", "21807003") in codes(last["bodySite"][0]) and last["bodySite"][0]["text"] == "Left hepatic artery"
     bleeding = case2["gi-bleeding"]
     assert ("sct", "37372002") in codes(bleeding["code"])
     assert last["complicationDetail"] == [{"reference": _url(case2, "gi-bleeding")}]
@@ -193,7 +196,7 @@ def test_case2_thromboembolic_events_and_death(case2):
     assert death["start"]["low"]["value"] > case2["thromboembolic-stroke"]["onsetRange"]["low"]["value"]
 
 
-def _url(facts: dict[str, dict], fact_id: str) -> str:
+def _url(facts: dict[str, dict], fact_id: str, part: str | None = None) -> str:
     from mappings.references import fact_identifier, full_url
 
-    return full_url(fact_identifier(facts["patient"]["identifier"][0]["value"].split("/")[0], fact_id))
+    return full_url(fact_identifier(facts["patient"]["identifier"][0]["value"].split("/")[0], fact_id, part))

@@ -7,8 +7,8 @@ import threading
 import uuid
 from pathlib import Path
 
-import db_fixture_search
 import pytest
+from db_fixture_search import index_count, remove, store
 from sqlalchemy import text
 
 from mappings.errors import CaseError
@@ -21,9 +21,7 @@ from store.search import (
     supported_parameters,
 )
 
-# The engines (SQLite and PostgreSQL), until tests/conftest.py has the shared db_engine fixture.
-_session_engine, db_engine = db_fixture_search._session_engine, db_fixture_search.db_engine
-store, remove, index_count = db_fixture_search.store, db_fixture_search.remove, db_fixture_search.index_count
+# db_engine (tests/conftest.py): the migrated store on SQLite and on PostgreSQL, emptied per test.
 DATA = Path(__file__).parent / "data"
 LOINC, SNOMED, RXNORM = "http://loinc.org", "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm"
 NPI, MRN = "http://hl7.org/fhir/sid/us-npi", "http://hospital.smarthealthit.org"

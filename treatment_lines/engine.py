@@ -1,6 +1,10 @@
 """summarise(): one patient's FHIR resources in, treatment lines, surgeries, critical events and death out."""
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from treatment_lines import events as ev
 from treatment_lines import primaries
 from treatment_lines.lines import (
@@ -29,8 +33,27 @@ ROLE_ORDER = {"line": 0, "backbone": 1, "supportive": 2}
 OPEN_STATUSES = {"active", "in-progress", "on-hold", "unknown", "intended"}
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A summary allocates many short-lived objects that form no cycles; each pass of the cyclic collector would
+    traverse the whole heap (the caller's resources included), so its cost grows with the square of the history.
+    Paused for one summary (at most about a second); re-enabled only if it was enabled, so a caller's choice stands."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def summarise(resources: list[dict], rules: dict | None = None) -> dict:
     """The treatment-line summary of one patient; deterministic and independent of the order of `resources`."""
+    with _cyclic_gc_paused():
+        return _summarise(resources, rules)
+
+
+def _summarise(resources: list[dict], rules: dict | None) -> dict:
     book = RuleBook(rules or load_rules())
     index = ResourceIndex([r for r in resources if isinstance(r, dict) and r.get("resourceType")])
     outcomes = ev.outcomes(index, book)

@@ -244,7 +244,7 @@ def point_orders(index) -> set[str]:
 
     The last order of a series that is still active keeps an open end (the therapy may be going on)."""
     series: dict[str, list[tuple[float, str, str]]] = {}
-    for key, resource in index.by_key.items():
+    for key, resource in index.of_type("MedicationRequest"):
         if _order_only(resource) and date_bounds(resource["authoredOn"]):
             series.setdefault(_medication_token(resource), []).append(
                 (date_bounds(resource["authoredOn"])[0], key, resource.get("status", "unknown")))

@@ -36,12 +36,13 @@ def cancel_key(job_id: str) -> str:
 def run_export(folder: str, request_info: dict) -> dict:
     """request_info: level (system | patient | group), group members, types, since_ms, type_filters {type: [query]}."""
     job = get_current_job()
+    assert job is not None, "runs as an RQ job"
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     engine = store()
     members = set(request_info.get("members") or []) if request_info["level"] == "group" else None
     types = request_info.get("types") or _types_held(engine, request_info["level"] != "system")
-    output = []
+    output: list[dict] = []
     for rtype in types:
         if job.connection.exists(cancel_key(job.id)):
             return {"cancelled": True, "output": []}

@@ -36,6 +36,7 @@ def job_folder(kind: str, job_id: str) -> Path:
 def run_import(folder: str, request_info: dict) -> dict:
     """Import every NDJSON input of `folder`/input (uploads) and of request_info['urls'] (fetched first)."""
     job = get_current_job()
+    assert job is not None, "runs as an RQ job"
     root = Path(folder)
     with JobLease(job.connection, job.id):
         state = (job.meta or {}).get(META_KEY)

@@ -1,0 +1,153 @@
+"""Bulk data benchmarks, ratios in one run (bench/README.md):
+
+1. import throughput (resources/s through store/bulk.py into a fresh SQLite file) / "parse + validation alone"
+   (json.loads and the same Bundle planning with fhir.resources validation, no database) on the same NDJSON;
+2. export throughput (workers/bulk_export.py's keyset stream to an NDJSON file) / a plain streaming read of the
+   same rows (one SELECT body ... ORDER BY pk, written to a file);
+3. peak RSS of a child process importing NDJSON of two sizes: flat memory means the same peak for both.
+
+    .venv/bin/python bench/bulk.py [--repeat 4] [--rss-mb 2 8]
+
+The NDJSON is the vendored Synthea slice (tests/data/bulk/) repeated with new ids: every patient-linked resource
+gets a copy prefix, its literal references follow; the Practitioners, Organizations and Locations are kept once,
+so the copies' conditional references resolve to them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sqlalchemy import select
+
+from store import bulk, db
+from store.bundle_plan import plan_bundle
+from store.schema import resources
+
+CORPUS = REPO / "tests" / "data" / "bulk" / "synthea-4-patients"
+SHARED = ("Organization", "Location", "Practitioner", "PractitionerRole")
+LITERAL = re.compile(r'"reference":"(Patient|Encounter|Condition|MedicationRequest)/')
+
+
+def corpus(copies: int, out: Path) -> int:
+    """Write `copies` copies of the slice with new ids to `out`; the number of lines."""
+    lines = [line for p in sorted(CORPUS.glob("*.ndjson")) for line in p.read_text(encoding="utf-8").splitlines() if line]
+    shared = [line for line in lines if json.loads(line)["resourceType"] in SHARED]
+    own = [line for line in lines if json.loads(line)["resourceType"] not in SHARED]
+    count = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for line in shared:
+            handle.write(line + "\n")
+            count += 1
+        for k in range(copies):
+            prefix = f"c{k}-"
+            for line in own:
+                r = json.loads(line)
+                text = LITERAL.sub(rf'"reference":"\1/{prefix}', line)
+                text = text.replace(f'"id":"{r["id"]}"', f'"id":"{prefix}{r["id"]}"', 1)
+                handle.write(text + "\n")
+                count += 1
+    return count
+
+
+def parse_and_validate(path: Path) -> float:
+    start = time.perf_counter()
+    for batch in bulk._batches(bulk.read_lines(path, path.name), bulk.chunk_size()):
+        parsed = [bulk.parse(line) for line in batch]
+        entries = [{"resource": p.resource, "request": {"method": "PUT", "url": f"{p.rtype}/{p.resource['id']}"}}
+                   for p in parsed if not p.issues and p.resource]
+        plan_bundle({"resourceType": "Bundle", "type": "batch", "entry": entries}, len(entries))
+    return time.perf_counter() - start
+
+
+def run_import(path: Path, folder: Path) -> tuple[float, object]:
+    engine = db.engine_for(f"sqlite:///{folder / 'bench.sqlite3'}")
+    state = bulk.new_state([(path.name, path)], "lenient")
+    start = time.perf_counter()
+    bulk.ImportRun(engine, folder / "result", state).run()
+    elapsed = time.perf_counter() - start
+    assert not state["errors"], state["errors"]
+    return elapsed, engine
+
+
+def run_export(engine, folder: Path) -> tuple[float, float, int]:
+    from workers import bulk_export
+
+    with db.reading(engine) as conn:
+        types = sorted({t for (t,) in conn.execute(select(resources.c.res_type).distinct())})
+    start = time.perf_counter()
+    exported = 0
+    for rtype in types:
+        exported += bulk_export._write(folder / f"{rtype}.ndjson", bulk_export._rows(engine, rtype, {"level": "system"}, None))
+    ours = time.perf_counter() - start
+    start = time.perf_counter()
+    with engine.connect() as conn, (folder / "plain.ndjson").open("w", encoding="utf-8") as handle:
+        result = conn.execution_options(yield_per=1000).execute(
+            select(resources.c.body).where(resources.c.deleted.is_(False)).order_by(resources.c.res_type, resources.c.pk))
+        for (body,) in result:
+            handle.write(body)
+            handle.write("\n")
+    plain = time.perf_counter() - start
+    return ours, plain, exported
+
+
+def child_rss(path: Path, folder: Path) -> float:
+    """Peak RSS (MB) of a fresh process importing path."""
+    out = subprocess.run([sys.executable, __file__, "--child", str(path), str(folder)], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(path: Path, folder: Path) -> None:
+    """The measured process: imports path into a fresh SQLite file, prints its peak RSS in MB."""
+    engine = db.engine_for(f"sqlite:///{folder / 'rss.sqlite3'}")
+    bulk.ImportRun(engine, folder / "rss-result", bulk.new_state([(path.name, path)], "lenient")).run()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=4, help="copies of the slice's patients (1 copy: 366 resources)")
+    parser.add_argument("--rss-mb", type=int, nargs=2, default=[2, 8], help="two NDJSON sizes (MB) for the RSS check")
+    parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
+        folder = Path(tmp)
+        path = folder / "corpus.ndjson"
+        lines = corpus(args.repeat, path)
+        mb = path.stat().st_size / 1e6
+        validation = parse_and_validate(path)
+        imported, engine = run_import(path, folder)
+        print(f"1. import of {lines} resources ({mb:.1f} MB): {lines / imported:.0f} res/s; parse + validation alone "
+              f"{lines / validation:.0f} res/s; ratio {validation / imported:.2f} (target >= 0.6)")
+        ours, plain, exported = run_export(engine, folder)
+        print(f"2. export of {exported} resources: {exported / ours:.0f} res/s; plain streaming read "
+              f"{exported / plain:.0f} res/s; ratio {plain / ours:.2f} (target >= 0.5)")
+        peaks = []
+        per_copy_mb = mb / args.repeat
+        for size in args.rss_mb:
+            copies = max(1, round(size / per_copy_mb))
+            sized = folder / f"rss-{size}.ndjson"
+            n = corpus(copies, sized)
+            for stale in folder.glob("rss.sqlite3*"):
+                stale.unlink()
+            peaks.append((size, n, sized.stat().st_size / 1e6, child_rss(sized, folder)))
+        for size, n, real_mb, peak in peaks:
+            print(f"3. peak RSS importing {real_mb:.1f} MB ({n} resources): {peak:.0f} MB")
+        print(f"   this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB peak")
+
+
+if __name__ == "__main__":
+    main()
