@@ -11,6 +11,7 @@ from mappings.errors import CaseError, FhirValidationError, Issue
 from service import config as config_module
 from service.outcome import error, outcome_response
 from store.db import DatabaseUnavailable
+from workers.summaries import SummaryBusy, SummaryTooLarge
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -106,6 +107,16 @@ def _register_errors(app: Flask) -> None:
         if exc.code == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # http.html: 405 names what is allowed
         return response
+
+    @app.errorhandler(SummaryBusy)
+    def summary_busy(exc: Exception):
+        response = outcome_response([Issue("$", "this patient's summary is being computed; retry shortly", "transient")], 503)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(SummaryTooLarge)
+    def summary_too_large(exc: SummaryTooLarge):
+        return outcome_response([Issue("$", str(exc), "too-costly")], 422)
 
     @app.errorhandler(DatabaseUnavailable)
     def database_down(exc: Exception):

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, g, request
+from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -58,7 +59,10 @@ def _enqueue(func, folder: Path, info: dict, kind: str, job_id: str) -> Job:
             "request_id": g.get("request_id")}
     return queues.queue(_client(), not inline).enqueue(func, str(folder), info, job_id=job_id, meta=meta,
                                                        job_timeout=BULK_JOB_TIMEOUT, result_ttl=RESULT_TTL,
-                                                       failure_ttl=RESULT_TTL, description=f"bulk {kind}")
+                                                       failure_ttl=RESULT_TTL, description=f"bulk {kind}",
+                                                       # Transient failures (an input URL unreachable, the database
+                                                       # down): the re-run resumes from the job's checkpoint.
+                                                       retry=Retry(max=3, interval=[5, 30, 120]))
 
 
 def _accepted(kind: str, job: Job) -> Response:
@@ -221,7 +225,7 @@ def export_status(job_id: str) -> Response:
                 "output": [{"type": o["type"], "url": f"{base_url()}/$export/{job.id}/{o['file']}", "count": o["count"]}
                            for o in result.get("output", [])]}
     expires = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(finished + ttl))
-    return fhir_response(manifest, 200, {"Expires": expires}) if manifest else error(500, "no manifest")
+    return fhir_response(manifest, 200, {"Expires": expires})
 
 
 @bp.delete("/$export/<job_id>")

@@ -13,11 +13,11 @@ from markupsafe import Markup
 
 from service import timeline_svg
 from service.outcome import error
-from store import reads
+from store import patient_cache, reads
 from treatment_lines.report import time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.timeline import Timeline
-from workers.summaries import cached_summary
+from workers.summaries import cached_summary, variant as summary_variant
 
 bp = Blueprint("timeline_page", __name__, template_folder="templates")
 
@@ -33,19 +33,28 @@ ABBREVIATION = re.compile(r"\(([0-9A-Z][0-9A-Z\-/]{1,9})\)")
 
 @bp.get("/Patient/<pid>/timeline")
 def patient_timeline(pid: str) -> Response:
-    engine = current_app.extensions["store"]
-    if not reads.patient_exists(engine, pid)[0]:
+    engine, client = current_app.extensions["store"], current_app.extensions["redis"]
+    exists, version = reads.patient_exists(engine, pid)
+    if not exists:
         return error(404, f"Patient/{pid} is not known", "not-found")
     g.audit_patients = set(g.get("audit_patients", set())) | {pid}
-    summary = json.loads(cached_summary(engine, current_app.extensions["redis"], pid)[0])
-    markers = tumour_markers(reads.compartment(engine, pid), summary)
-    chart = timeline_svg.Chart(summary, markers)
-    page = render_template("timeline.html", pid=pid, summary=summary, chart=Markup(chart.svg()),
-                           legend=Markup(timeline_svg.legend()), frame=chart.frame, unplaced=chart.unplaced,
-                           flags=summary.get("flags") or [], markers=markers,
-                           time_label=timeline_svg.time_label)
+    # The page (summary, marker series and SVG) is cached under the patient's version, like the summary itself:
+    # a view costs one cache read until the next write.
+    variant = patient_cache.variant_key("timeline-page", summary_variant())
+    page, _, _ = patient_cache.cached_view(client, pid, version, variant, lambda: _render(engine, client, pid),
+                                           lambda: reads.patient_version(engine, pid))
     # A page of PHI: never kept by shared caches.
     return Response(page, mimetype="text/html", headers={"Cache-Control": "private, no-store"})
+
+
+def _render(engine, client, pid: str) -> bytes:
+    summary = json.loads(cached_summary(engine, client, pid)[0])
+    markers = tumour_markers(reads.compartment(engine, pid), summary)
+    chart = timeline_svg.Chart(summary, markers)
+    return render_template("timeline.html", pid=pid, summary=summary, chart=Markup(chart.svg()),
+                           legend=Markup(timeline_svg.legend()), frame=chart.frame, unplaced=chart.unplaced,
+                           flags=summary.get("flags") or [], markers=markers,
+                           time_label=timeline_svg.time_label).encode("utf-8")
 
 
 def tumour_markers(resources: list[dict], summary: dict) -> list[dict]:

@@ -197,7 +197,11 @@ class Transaction:
                 self.fail(Issue(f"{p.path}.resource.id", f"{p.rtype}/{given} exists and does not match the criteria "
                                 f"{p.rtype}?{criteria}", "conflict"), 409)
                 return None
-            return given or conditional_id(p.rtype, criteria)
+            pairs = list(p.condition or [])
+            # By identifier alone the id derives from 'system|value' (as the Redis store did): the same upsert
+            # replayed, or sent to two gateways, names the same resource.
+            token = pairs[0][1] if len(pairs) == 1 and pairs[0][0] == "identifier" else criteria
+            return given or conditional_id(p.rtype, token)
         return str(uuid.uuid4())
 
     def _live(self, rtype: str, rid: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def run_export(folder: str, request_info: dict) -> dict:
     output: list[dict] = []
     for rtype in types:
         if job.connection.exists(cancel_key(job.id)):
+            shutil.rmtree(root, ignore_errors=True)  # what was written before the DELETE arrived
             return {"cancelled": True, "output": []}
         _progress(job, f"exporting {rtype} ({len(output)} of {len(types)} types done)")
         path = root / f"{rtype}.ndjson"
