@@ -55,6 +55,13 @@ def seed_bundle(name: str, round_no: int) -> str:
     return json.dumps(case_to_bundle(case))
 
 
+def _ucum(unit: str) -> str:
+    found = terminology.ucum(unit)
+    if found is None:
+        raise KeyError(f"{unit!r} is not in mappings/terminology/ucum.csv")
+    return found["code"]
+
+
 def _entry(resource: dict) -> dict:
     full_url = f"urn:uuid:{uuid.uuid4()}"
     return {"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
@@ -79,7 +86,7 @@ def synthea_bundle(rng: random.Random, labs_per_visit: int = 4, visits: int = 30
                                    "category": [terminology.concept("category-laboratory")], "code": terminology.concept(key),
                                    "effectiveDateTime": when,
                                    "valueQuantity": {"value": round(rng.uniform(low, high), 1), "unit": unit,
-                                                     "system": "http://unitsofmeasure.org", "code": terminology.ucum(unit)["code"]}}))
+                                                     "system": "http://unitsofmeasure.org", "code": _ucum(unit)}}))
     for key in PROCEDURES:
         entries.append(_entry({"resourceType": "Procedure", "status": "completed", "subject": subject,
                                "code": terminology.concept(key), "performedDateTime": f"20{rng.randint(12, 19)}-06-01"}))
@@ -127,7 +134,7 @@ def apply_whatif(changes: set[str]) -> None:
             if fresh:
                 bump_each(self, fresh)
 
-        writes.Transaction._bump = bump_once
+        writes.Transaction._bump = bump_once  # type: ignore[method-assign]
 
 
 # -- what is timed ---------------------------------------------------------------------------------------------

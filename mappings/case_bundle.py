@@ -6,9 +6,9 @@ from urllib.parse import quote
 
 from mappings.case_validation import check_case
 from mappings.context import MapContext
-from mappings.fhir_validation import resource_issues
 from mappings.errors import FhirValidationError
-from mappings.references import full_url, identifier_token, resource_id, fact_identifier
+from mappings.fhir_validation import resource_issues
+from mappings.references import fact_identifier, full_url, identifier_token, resource_id
 from mappings.timeline import Timeline
 from mappings.to_condition import to_fhir_condition, to_fhir_syndrome_condition
 from mappings.to_medication import medication_parts, to_fhir_medication_statements

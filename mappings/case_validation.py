@@ -18,7 +18,7 @@ SECTIONS = ("conditions", "observations", "procedures", "medications", "outcomes
 FACT_REFS = {"primary": ("conditions",), "dueTo": ("procedures", "medications"), "specimenFrom": ("procedures",),
              "focus": ("conditions",), "reason": None, "target": ("conditions",), "combinedWith": ("procedures", "medications"),
              "treatments": ("procedures", "medications"), "evidence": ("observations",), "manifestations": ("conditions",)}
-CONCEPT_FIELDS = ("concept", "histology")
+CONCEPT_FIELDS = ("concept", "histology", "valueConcept")
 
 
 @lru_cache(maxsize=1)

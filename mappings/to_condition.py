@@ -90,6 +90,7 @@ def to_fhir_syndrome_condition(ctx: MapContext, fact: dict) -> dict:
     evidence.detail points to."""
     syndrome = fact["functionalSyndrome"]
     start = ctx.timeline.start(fact["id"])
+    assert start is not None  # onset is required of every condition
     resource: dict = {
         "resourceType": "Condition",
         "identifier": [ctx.identifier(fact["id"], SYNDROME_PART)],

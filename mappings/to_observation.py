@@ -45,9 +45,12 @@ def _base(ctx: MapContext, fact: dict, code: dict, category: str | None) -> dict
 
 def to_fhir_observation(ctx: MapContext, fact: dict) -> dict:
     code = terminology.concept(fact.get("concept"), fact.get("text"))
-    resource = _base(ctx, fact, code, "laboratory")
+    # A TNM category is no laboratory result; without a verified staging category code it gets none.
+    resource = _base(ctx, fact, code, None if fact["kind"] == "staging" else "laboratory")
     if "value" in fact:
         resource["valueQuantity"] = quantity(fact["value"])
+    elif "valueConcept" in fact:
+        resource["valueCodeableConcept"] = terminology.concept(fact["valueConcept"])
     elif "result" in fact:
         key = {"positive": "result-positive", "negative": "result-negative"}.get(fact["result"])
         resource["valueCodeableConcept"] = terminology.concept(key, fact["result"].capitalize())

@@ -10,7 +10,7 @@ PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant
 
 
 def to_fhir_provenance(ctx: MapContext, entries: list[dict], recorded: dt.datetime | None = None) -> dict:
-    recorded = recorded or dt.datetime.now(dt.timezone.utc)
+    recorded = recorded or dt.datetime.now(dt.UTC)
     source = ctx.case.get("source", {})
     display = " — ".join(v for v in (source.get("citation"), source.get("section")) if v) or f"case {ctx.case_id}"
     return {

@@ -96,6 +96,7 @@ def _relative(resource: dict) -> dict | None:
         return None
     parts = {p["url"]: _value(p) for p in found[0]["extension"]}
     offset = parts.get("offset") or {}
+    amount: dict | None
     if "low" in offset or "high" in offset:
         rng = {"low": _quantity(offset["low"]) if "low" in offset else None,
                "high": _quantity(offset["high"]) if "high" in offset else None}
@@ -136,7 +137,7 @@ def timing(resource: dict) -> dict:
         period = resource["performedPeriod"]
         result.update(frame="date", start=_point(period.get("start"), None), end=_point(period.get("end"), None))
     elif resource.get("performedAge") or resource.get("performedRange"):
-        value = resource.get("performedAge") or resource.get("performedRange")
+        value = resource.get("performedAge") or resource.get("performedRange") or {}
         result.update(frame="age", start=_point(value, "year" if "value" in value else "unknown"))
     if result["start"] is not None and not events:
         result["precision"] = result["start"]["precision"]

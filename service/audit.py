@@ -8,6 +8,7 @@ import logging
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
+from mappings.errors import CaseError, Issue
 from service.outcome import fhir_response
 from service.paging import page_params
 from service.rate_limit import client_address
@@ -99,6 +100,10 @@ def install(app: Flask) -> None:
 def list_events() -> Response:
     """Newest first, from the append-only audit table; _count and _offset page; patient=<id> filters."""
     params = request.args.to_dict(flat=False)
+    unknown = sorted(set(params) - {"patient", "_count", "_offset"})
+    if unknown:
+        raise CaseError([Issue(f"AuditEvent?{unknown[0]}", f"'{unknown[0]}' is not supported here (patient, _count, _offset)",
+                               "not-supported")])
     count, offset = page_params(params)
     patient = request.args.get("patient")
     events, total = audit_log.events(current_app.extensions["store"], patient.split("/")[-1] if patient else None, count, offset)

@@ -41,6 +41,9 @@ def healthz() -> Response:
 
 @bp.get("/metadata")
 def metadata() -> Response:
+    from service.fhir_http import check_format
+
+    check_format()
     return fhir_response(capability_statement())
 
 

@@ -91,6 +91,8 @@ idx_string = _index_table(
     Column("value_exact", VALUE, nullable=False),  # as written: :exact
     indexes=(("res_type", "param", "value_norm"), ("res_type", "param", "value_exact")),
 )
+# On PostgreSQL the migration adds ix_idx_string_pattern (res_type, param, value_norm varchar_pattern_ops): prefix
+# searches use a btree range only with that operator class.
 idx_reference = _index_table(
     "idx_reference",
     Column("target_type", TYPE),               # None for a reference whose type cannot be read

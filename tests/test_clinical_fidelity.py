@@ -6,9 +6,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from conftest import load_case
 from fhir_helpers import by_fact, codes, event_time, extension, relative
+
 from mappings.case_bundle import case_to_bundle
 from mappings.references import fact_identifier, full_url
 from registry.procedure_history import procedure_history, public
@@ -152,6 +152,21 @@ def test_morphology_extension_and_progression_carry_no_ncit_disease_concepts(bun
     text = json.dumps(bundles)
     for code in ("C65186", "C65189", "C8510"):
         assert f'"{code}"' not in text
+
+
+def test_grade_is_recorded_as_unknown_because_ki67_was_not_available(case1, case2):
+    for facts in (case1, case2):
+        grade = facts["histologic-grade"]
+        assert ("loinc.org", "33732-9") in codes(grade["code"])
+        assert grade["dataAbsentReason"]["coding"][0]["code"] == "unknown" and "Ki-67" in grade["dataAbsentReason"]["text"]
+        assert not any(k.startswith("value") for k in grade)
+
+
+def test_case1_is_m1_at_diagnosis(case1):
+    m = case1["m-category-at-diagnosis"]
+    assert ("loinc.org", "21907-1") in codes(m["code"]) and ("sct", "1229903009") in codes(m["valueCodeableConcept"])
+    assert m["focus"] == [{"reference": _url("pnet-sirt-case-1", "primary-tumour")}]
+    assert event_time(m)["start"]["value"] == 50  # at diagnosis, age 50
 
 
 def test_primary_sites_carry_icd_o_3_topography(case1, case2):

@@ -4,6 +4,7 @@ is down the gateway answers 503 OperationOutcome with Retry-After (never a 500),
 PostgreSQL runs as a private cluster made by the test (initdb on a free port, socket in its own folder), never
 the shared server on 5432, so killing it disturbs no one. initdb refuses to run as root: as root (CI, this
 machine) the cluster belongs to the `postgres` user and its commands run through `runuser -u postgres --`.
+SQLite runs inside the gateway process: its crash is the gateway SIGKILLed mid-write and started again.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import api_keys_config
 from fault_load import (
     WriteLoad,
     is_transient_outcome,
@@ -26,12 +29,26 @@ from fault_load import (
     session,
     wait_until,
 )
-from live_gateway import free_port, live_gateway
+from live_gateway import REPO, free_port, live_gateway, wait_healthy
 from reliability import record
 from sqlalchemy import create_engine, text
 
 pytestmark = pytest.mark.faults
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))  # Debian's PostgreSQL 15 (CI installs it)
+
+
+def _server_binaries() -> Path:
+    """PG_BIN, else the newest Debian PostgreSQL (/usr/lib/postgresql/<major>/bin; .ci/run installs it), else PATH."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                    if p.parent.parent.name.isdigit() else 0)
+    if debian:
+        return debian[-1].parent
+    found = shutil.which("initdb")
+    return Path(found).parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _server_binaries()
 CLUSTER_USER = "postgres"
 TOTAL = 60
 DOWN_SECONDS = 1.5
@@ -207,3 +224,66 @@ def test_gateway_answers_503_with_retry_after_while_postgresql_is_down_and_recov
     record("PostgreSQL down: what clients see", "private cluster SIGKILLed, then restarted; the gateway process is not restarted",
            "read, transaction, $everything and search while down", "503 OperationOutcome (transient) with Retry-After for each; "
            "200 once the database is back", recovered, "postgresql-down-answers")
+
+
+def _start_gateway(redis_url: str, database_url: str, port: int) -> subprocess.Popen:
+    """`python -m service` on a fixed port (live_gateway picks a fresh one): the restart must answer where the
+    clients already send."""
+    env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_API_KEYS": api_keys_config(),
+           "GATEWAY_EMBEDDED_STACK": "0", "GATEWAY_RATE_LIMIT": "100000/minute", "GATEWAY_DATABASE_URL": database_url}
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    wait_healthy(f"http://127.0.0.1:{port}")
+    return proc
+
+
+def test_sqlite_gateway_killed_mid_write_loses_no_acknowledged_write(redis_url, redis_client, tmp_path):
+    """SQLite runs inside the gateway process, so a crash of the database is a crash of the gateway: SIGKILL it
+    during writes and start it again on the same file (WAL, synchronous=FULL)."""
+    pid, port = "fault-db-p3", free_port()
+    url = f"sqlite:///{tmp_path / 'gateway.sqlite3'}"
+    base = f"http://127.0.0.1:{port}"
+    proc = _start_gateway(redis_url, url, port)
+    try:
+        assert session().post(f"{base}/Bundle", json=patient_bundle(pid)).status_code == 200
+        load = WriteLoad(base, pid, TOTAL)
+        times: dict[str, float] = {}
+        held_at_kill: list[int] = []
+
+        def chaos() -> None:
+            nonlocal proc
+            wait_until(lambda: len(load.acknowledged) >= TOTAL // 4, 60, "a quarter of the writes")
+            proc.kill()
+            proc.wait(10)
+            times["down"] = time.monotonic()
+            held_at_kill.extend(load.acknowledged)
+            proc = _start_gateway(redis_url, url, port)
+            times["up"] = time.monotonic()
+
+        killer = threading.Thread(target=chaos)
+        killer.start()
+        load.run()
+        killer.join()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert held_at_kill, "the gateway was not killed during the load"
+    assert {a.status for a in load.not_ok()} <= {"connection-error"}, "only lost connections while the process was down"
+    assert sorted(load.acknowledged) == list(range(TOTAL))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+            count, versions = (conn.execute(text(f"SELECT count(*) FROM {table} WHERE res_type = 'Observation' "
+                                                 "AND patient_id = :p"), {"p": pid}).scalar_one()
+                               for table in ("resources", "resource_versions"))
+    finally:
+        engine.dispose()
+    assert (count, versions) == (TOTAL, TOTAL), "every acknowledged write exactly once, one version each"
+    first_ok_after = min(a.at for a in load.answers if a.status == 200 and a.at > times["up"])
+    record("Gateway on SQLite (the embedded engine) SIGKILLed during writes, restarted",
+           f"SIGKILL of the gateway process after {len(held_at_kill)} acknowledged writes; restarted on the same file",
+           f"{TOTAL} transactions (conditional PUT) from 3 clients, retried after lost connections "
+           f"({sum(1 for a in load.not_ok())} lost, 0 x 500)",
+           f"{count} Observations, {versions} versions; PRAGMA integrity_check ok", first_ok_after - times["up"],
+           "sqlite-gateway-sigkill")

@@ -38,7 +38,8 @@ class PrivateRedis:
         self.port = int(url.rsplit(":", 1)[1].split("/")[0])
         info = redis.Redis.from_url(url)
         self.pid = int(info.info("server")["process_id"])
-        self.folder = info.config_get("dir")["dir"]
+        folder = info.config_get("dir")["dir"]
+        self.folder: str = folder.decode() if isinstance(folder, bytes) else str(folder)
         self.restarted: subprocess.Popen | None = None
 
     def kill(self) -> None:

@@ -8,7 +8,6 @@ import json
 import time
 
 import pytest
-
 from conftest import load_case
 
 SCT = "http://snomed.info/sct"
@@ -52,7 +51,7 @@ def test_search_pages_with_next_links_and_last_updated(client):
     next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
     second = client.get(next_url.replace("http://localhost", "")).get_json()
     assert len(second["entry"]) == 1
-    later = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5)).isoformat()
+    later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=5)).isoformat()
     assert client.get("/Procedure", query_string={"_lastUpdated": f"gt{later}"}).get_json()["total"] == 0
     assert client.get("/Procedure", query_string={"_lastUpdated": "gt2020-01-01"}).get_json()["total"] == 4
 
@@ -134,7 +133,7 @@ def test_seed_case_csv_has_one_value_per_column_and_sites_once(client):
 def test_registry_pull_streams_ndjson_for_patients_changed_since(client):
     _dated_patient(client)
     time.sleep(0.01)
-    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     time.sleep(0.01)
     client.post("/cases?store=true", data=json.dumps(load_case("case2-insulinoma")), content_type="application/json")
     everyone = [json.loads(line) for line in client.get("/procedure-history").get_data(as_text=True).splitlines()]

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import load_case
 from fhir_helpers import by_fact, codes, event_time, extension, relative
+
 from mappings.case_bundle import case_to_bundle
 
 MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition/"

@@ -86,8 +86,8 @@ def test_in_process_mode_runs_jobs_inline(fhir_isolated, sync_env, redis_url, re
     answer = client.post("/sync/push")
     assert answer.status_code == 202 and answer.get_json()["status"] == "finished", job_view(client, answer.get_json()["id"])["error"]
     view = job_view(client, answer.get_json()["id"])
-    assert view["result"]["created"] == 34 and view["progress"]["done"] == 34
-    assert server_counts(fhir_isolated.server)["Observation"] == 16
+    assert view["result"]["created"] == 37 and view["progress"]["done"] == 37
+    assert server_counts(fhir_isolated.server)["Observation"] == 18
 
 
 def test_sync_jobs_leave_audit_events_and_count_upstream_errors(client, redis_client, sync_env):

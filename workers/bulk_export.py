@@ -17,7 +17,11 @@ from rq import get_current_job
 from sqlalchemy import Connection, select
 
 from registry.procedure_history import procedure_history, public
-from store import db, reads
+from store import (
+    bulk_schema,  # noqa: F401  (declares the (res_type, pk) index the keyset pages use)
+    db,
+    reads,
+)
 from store.references import patient_of
 from store.schema import resources
 from store.search import search
@@ -92,15 +96,17 @@ def _rows(engine, rtype: str, info: dict, members: set[str] | None) -> Iterator[
     if filters:
         yield from _filtered(engine, rtype, filters, info, members)
         return
+    # One read transaction per type: its pages come from one snapshot on PostgreSQL (REPEATABLE READ), and the
+    # connection is not reopened for each page (measured: 0.47 -> see bench/README.md).
     after = 0
-    while True:
-        with db.reading(engine) as conn:
+    with db.reading(engine) as conn:
+        while True:
             page = list(conn.execute(_page(rtype, info, members, after)))
-        for row in page:
-            yield row.body
-        if len(page) < EXPORT_PAGE:
-            return
-        after = page[-1].pk
+            for row in page:
+                yield row.body
+            if len(page) < EXPORT_PAGE:
+                return
+            after = page[-1].pk
 
 
 def _page(rtype: str, info: dict, members: set[str] | None, after: int):

@@ -102,6 +102,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_idx_string_res', ['res_pk'], unique=False)
         batch_op.create_index('ix_idx_string_res_type_param_value_exact', ['res_type', 'param', 'value_exact'], unique=False)
         batch_op.create_index('ix_idx_string_res_type_param_value_norm', ['res_type', 'param', 'value_norm'], unique=False)
+    if op.get_context().dialect.name == "postgresql":
+        # Prefix searches (name=smi -> LIKE 'smi%') use a btree only with the pattern operator class under a
+        # non-C collation; SQLite's GLOB already uses the plain index.
+        op.create_index('ix_idx_string_pattern', 'idx_string', ['res_type', 'param', 'value_norm'], unique=False,
+                        postgresql_ops={'value_norm': 'varchar_pattern_ops'})
 
     op.create_table('idx_token',
     sa.Column('res_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
