@@ -201,13 +201,31 @@ def index_rows(resource: dict) -> list[tuple[str, dict]]:
 
 def write_index(conn: Connection, res_pk: int, resource: dict | None, patient_id: str | None) -> None:
     """Replace the resource's index rows (none when `resource` is None: deleted), in the caller's transaction."""
-    for table in INDEX_TABLES.values():
-        conn.execute(delete(table).where(table.c.res_pk == res_pk))
-    if resource is None:
+    delete_index(conn, [res_pk])
+    if resource is not None:
+        insert_index(conn, collect_rows(res_pk, resource, patient_id))
+
+
+def delete_index(conn: Connection, res_pks: list[int]) -> None:
+    """Remove the index rows of these resources (one statement per kind)."""
+    if not res_pks:
         return
-    by_kind: dict[str, list[dict]] = {}
+    for table in INDEX_TABLES.values():
+        conn.execute(delete(table).where(table.c.res_pk.in_(res_pks)))
+
+
+def collect_rows(res_pk: int, resource: dict, patient_id: str | None,
+                 into: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
+    """The index rows of one resource by kind, added to `into`: a transaction inserts all its rows at once."""
+    by_kind: dict[str, list[dict]] = {} if into is None else into
     rtype = resource["resourceType"]
     for kind, row in index_rows(resource):
         by_kind.setdefault(kind, []).append({"res_pk": res_pk, "res_type": rtype, "patient_id": patient_id, **row})
+    return by_kind
+
+
+def insert_index(conn: Connection, by_kind: dict[str, list[dict]]) -> None:
+    """One executemany INSERT per kind."""
     for kind, rows in by_kind.items():
-        conn.execute(insert(INDEX_TABLES[kind]), rows)
+        if rows:
+            conn.execute(insert(INDEX_TABLES[kind]), rows)
