@@ -3,7 +3,7 @@
 1. import throughput (resources/s through store/bulk.py into a fresh SQLite file) / "parse + validation alone"
    (json.loads and the same Bundle planning with fhir.resources validation, no database) on the same NDJSON;
 2. export throughput (workers/bulk_export.py's keyset stream to an NDJSON file) / a plain streaming read of the
-   same rows (one SELECT body ... ORDER BY pk, written to a file);
+   same rows (one SELECT body ... ORDER BY pk, written to a file), on three sizes (the last: rows copied in SQL);
 3. peak RSS of a child process importing NDJSON of two sizes: flat memory means the same peak for both.
 
     .venv/bin/python bench/bulk.py [--repeat 4] [--rss-mb 2 8]

@@ -102,7 +102,7 @@ def _rows(engine, rtype: str, info: dict, members: set[str] | None) -> Iterator[
     with db.reading(engine) as conn:
         while True:
             rows = 0
-            for pk, body in conn.execute(_page(rtype, info, members, after)).tuples():
+            for pk, body in conn.execute(_page(rtype, info, members, after)):
                 rows, after = rows + 1, pk
                 yield body
             if rows < EXPORT_PAGE:
