@@ -33,15 +33,13 @@ def _interaction(path: str, method: str) -> str:
 
 
 def _patients() -> list[str]:
-    """Patients the request touched: set by handlers in g.audit_patients, else read from the URL."""
+    """Patients the request touched: those of the resources the handlers read, wrote or returned
+    (g.audit_patients), and the patient a /Patient/<id>/... path names. Never the query string: a read of
+    Observation/1?patient=SOMEONE-ELSE must record Observation/1's patient, not the one the client typed."""
     found = set(getattr(g, "audit_patients", set()))
     parts = [p for p in request.path.split("/") if p]
-    if len(parts) >= 2 and parts[0] == "Patient":
+    if len(parts) >= 2 and parts[0] == "Patient" and not parts[1].startswith(("_", "$")):
         found.add(parts[1])
-    for name in ("subject", "patient"):
-        value = request.args.get(name)
-        if value:
-            found.add(value.split("/")[-1])
     return sorted(found)
 
 
