@@ -16,6 +16,7 @@ from workers import defaults, sweep
 # Imported before the worker forks its work horses: otherwise every job re-imports the job modules (and
 # fhir.resources behind them) in its fresh child, ~200 ms of CPU per job (measured in bench/sync.py).
 from workers import jobs as _jobs, summaries as _summaries  # noqa: F401
+from workers.database import store
 from workers.queues import queue, summaries_queue
 
 log = logging.getLogger("workers")
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from workers import logs
 
     logs.configure()
+    # Open and migrate the store of record once, here, before any work horse forks: otherwise each job would run
+    # the migration check (about a second) before it takes its lease, and the sweep could count it abandoned.
+    store()
     client = redis.Redis.from_url(args.url)
     requeued = sweep.requeue_abandoned(client)
     if requeued:
