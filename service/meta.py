@@ -15,7 +15,7 @@ from service.outcome import fhir_response
 from store import db
 
 bp = Blueprint("meta", __name__)
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"  # package data: an installed wheel serves it too
 
 
 @bp.get("/healthz")

@@ -14,7 +14,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
 
-from conftest import TEST_API_KEY, load_case
+from case_files import load_case
+from gateway_setup import TEST_API_KEY
 from live_gateway import live_gateway
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ def live(redis_url):
         yield base
 
 
-schema = schemathesis.openapi.from_path(str(REPO / "openapi.yaml"))
+schema = schemathesis.openapi.from_path(str(REPO / "service" / "openapi.yaml"))
 
 
 @schema.parametrize()

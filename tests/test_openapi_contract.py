@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from openapi_spec_validator import validate
 
-SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "openapi.yaml").read_text(encoding="utf-8"))
+SPEC = yaml.safe_load((Path(__file__).resolve().parent.parent / "service" / "openapi.yaml").read_text(encoding="utf-8"))
 # Pages, not API: the dashboard's own data routes and the reference's static files (their entry pages,
 # /docs/ and /rq/, are in the contract).
 PAGE_PREFIXES, PAGE_ENTRIES = ("/static/", "/docs/", "/rq/"), ("/docs/", "/rq/")
