@@ -35,8 +35,7 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # its access lines carry raw paths
-    # Alembic announces each of its plugins at INFO on every start; the migrations it runs still show as warnings
-    # if they fail, and `alembic upgrade` from the command line keeps its own output.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start; the migrations it runs are still logged.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
