@@ -8,6 +8,8 @@ COPY registry registry
 COPY workers workers
 COPY treatment_lines treatment_lines
 COPY narrative narrative
+COPY summaries summaries
+COPY localfhir localfhir
 RUN pip install --no-cache-dir . && useradd --system gateway && mkdir /data && chown gateway /data
 # The embedded SQLite default lives here when GATEWAY_DATABASE_URL is not set (docker-compose sets PostgreSQL).
 ENV GATEWAY_DATA_DIR=/data

@@ -7,7 +7,8 @@ The gateway's store of record is a fresh SQLite file (--engine sqlite, the defau
 PostgreSQL of TEST_POSTGRES_URL (--engine postgresql), dropped at the end; Redis holds only the cache.
 Also p50/p99 latency, and the peak RSS of the gateway's gunicorn processes (benchmark 7).
 Run: .venv/bin/python bench/gateway.py [--seconds 10] [--rounds 2] [--db 11] [--engine sqlite|postgresql] [--no-upstream]
-(needs Redis and `wrk`)
+(needs Redis and `wrk`). --profile N: instead, N cached requests through the Flask test client in one thread,
+unprofiled (ms/request) and under cProfile, with the time of each stage of the request pipeline per request.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path.append(str(ROOT / "tests"))  # net.free_port, databases
 import redis
 from cohort import cohort, resource_count
+from net import free_port
 
 from mappings.case_bundle import case_to_bundle
 from service import create_app
@@ -68,7 +71,7 @@ def store_of_record(engine: str):
 def load_patient(url: str, database_url: str, case: dict) -> tuple[str, str, bytes]:
     """(api key, patient id, $everything bytes) after writing the case through the gateway and warming its cache."""
     app = create_app({"REDIS_URL": url, "DATABASE_URL": database_url, "RATE_LIMIT": "100000000/minute"})
-    key = create_key(app.extensions["redis"], "bench", ["system/*.read", "system/*.write", "admin"])
+    key = create_key(app.extensions["store"], "bench", ["system/*.read", "system/*.write", "admin"])
     client = app.test_client()
     written = client.post("/Bundle", json=case_to_bundle(case), headers={"X-API-Key": key})
     assert written.status_code == 200, written.get_data(as_text=True)[:500]
@@ -78,12 +81,6 @@ def load_patient(url: str, database_url: str, case: dict) -> tuple[str, str, byt
     assert body.status_code == 200 and body.headers["X-Cache"] == "hit"
     app.extensions["redis"].set(BODY_KEY, body.data)
     return key, pid, body.data
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def gunicorn(target: str, env: dict, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
@@ -111,10 +108,17 @@ def wrk(url: str, headers: dict, seconds: int, connections: int) -> dict:
         raise RuntimeError(f"errors from {url}:\n{out}")
 
     def latency(pct: str) -> float:
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()
+        value, unit = _found(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out).groups()
         return float(value) * UNITS[unit]
 
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99")}
+    return {"rps": float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency("50"), "p99": latency("99")}
+
+
+def _found(pattern: str, text: str) -> re.Match[str]:
+    match = re.search(pattern, text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"{pattern!r} not found in:\n{text}")
+    return match
 
 
 def peak_rss_mb(master: int) -> tuple[float, float]:
@@ -123,13 +127,13 @@ def peak_rss_mb(master: int) -> tuple[float, float]:
     peaks = {}
     for pid in [str(master)] + children:
         status = Path(f"/proc/{pid}/status").read_text()
-        peaks[pid] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+        peaks[pid] = int(_found(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
     return sum(peaks.values()), max(v for k, v in peaks.items() if k != str(master))
 
 
 def load_upstream(bundle: dict):
     """Start sekmet-fhir, post the same resources as a transaction; (handle, $everything URL)."""
-    from scripts.fhir_server import start
+    from localfhir.server import start
 
     handle = start()
     request = urllib.request.Request(handle.base_url, data=json.dumps(bundle).encode(), method="POST",
@@ -161,12 +165,51 @@ def measure(name: str, url: str, headers: dict, args, results: dict) -> None:
 
 def whatif(env: dict, path: str, key: str, args, results: dict, procs: list) -> None:
     """The gateway with one more part of its pipeline removed each time, measured against the baseline again."""
-    for changes in ("keycache", "keycache,nolimit", "keycache,nolimit,noaudit"):
+    for changes in ("noversion", "noversion,nolimit", "noversion,nolimit,noaudit"):
         proc, port = gunicorn("whatif_app:app", {**env, "BENCH_WHATIF": changes}, args.workers, args.threads)
         procs.append(proc)
         measure(changes, f"http://127.0.0.1:{port}{path}", {"X-API-Key": key}, args, results)
         proc.terminate()
         proc.wait(10)
+
+
+# (file, function) of each pipeline stage priced by --profile, in the order a request meets them.
+STAGES = [("logs.py", "start", "request id, log start"), ("metrics.py", "start_timer", "metrics timer"),
+          ("auth.py", "check_access", "auth (API key, scopes)"), ("rate_limit.py", "count_request", "rate limit hook (deferred)"),
+          ("request_limits.py", "check", "URL / parameter bounds"), ("fhir_http.py", "check_format", "_format / Accept"),
+          ("patients.py", "_everything_params", "parameters checked"), ("paging.py", "base_url", "base URL"),
+          ("patient_cache.py", "variant_key", "variant key"), ("reads.py", "patient_exists", "SQL: exists + version"),
+          ("patient_cache.py", "get_after", "Redis: rate count + cached bytes"), ("audit.py", "record", "audit event queued"),
+          ("metrics.py", "observe", "metrics"), ("logs.py", "finish", "log line"), ("headers.py", "secure", "security headers"),
+          ("patients.py", "everything", "the whole $everything view"), ("app.py", "full_dispatch_request", "Flask: hooks + view"),
+          ("app.py", "wsgi_app", "Flask: whole request")]
+
+
+def profile(url: str, database_url: str, case: dict, requests: int) -> None:
+    import cProfile
+    import pstats
+
+    key, pid, _ = load_patient(url, database_url, case)
+    app = create_app({"REDIS_URL": url, "DATABASE_URL": database_url, "RATE_LIMIT": "100000000/minute"})
+    client, headers, path = app.test_client(), {"X-API-Key": key}, f"/Patient/{pid}/$everything"
+    for _ in range(200):
+        client.get(path, headers=headers)
+    started = time.perf_counter()
+    for _ in range(requests):
+        assert client.get(path, headers=headers).headers["X-Cache"] == "hit"
+    print(f"unprofiled: {1000 * (time.perf_counter() - started) / requests:.3f} ms/request")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(requests):
+        client.get(path, headers=headers)
+    profiler.disable()
+    found: dict[tuple[str, str], float] = {}
+    for (filename, _, function), (_, _, _, cumulative, _) in pstats.Stats(profiler).stats.items():  # type: ignore[attr-defined]
+        name = (os.path.basename(filename), function)
+        found[name] = max(found.get(name, 0.0), cumulative)
+    print("profiled, ms per request (cumulative; stages nest inside the last three):")
+    for filename, function, label in STAGES:
+        print(f"  {label:36s} {1000 * found.get((filename, function), 0.0) / requests:7.3f}")
 
 
 def best(runs: list[dict]) -> dict:
@@ -184,6 +227,7 @@ def main() -> None:
     parser.add_argument("--whatif", action="store_true", help="also price auth, rate limit and audit (bench/whatif_app.py)")
     parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite", help="the store of record")
     parser.add_argument("--no-upstream", action="store_true", help="skip the sekmet-fhir comparison")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile N cached requests in-process instead")
     args = parser.parse_args()
     url = f"redis://127.0.0.1:6379/{args.db}"
     store = redis.Redis.from_url(url)
@@ -191,6 +235,12 @@ def main() -> None:
         sys.exit(f"Redis db {args.db} is not empty; pick an empty one with --db")
     case = bench_case()
     with store_of_record(args.engine) as database_url:
+        if args.profile:
+            try:
+                profile(url, database_url, case, args.profile)
+            finally:
+                store.flushdb()
+            return
         run(args, url, database_url, case, store)
 
 
@@ -229,7 +279,7 @@ def run(args, url: str, database_url: str, case: dict, store: redis.Redis) -> No
             proc.terminate()
             proc.wait(10)
         if handle is not None:
-            from scripts.fhir_server import stop
+            from localfhir.server import stop
 
             stop(handle)
         store.flushdb()

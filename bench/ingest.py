@@ -9,9 +9,7 @@ Two sets: the seed cases' Bundles (case_to_bundle: conditional PUTs by identifie
 gets fresh identifiers, so each is a real create) and Synthea-shaped Bundles (POSTs with urn:uuid fullUrls and
 references, ~150 entries; codes from mappings/terminology). Both engines: a fresh SQLite file and a fresh
 database on the PostgreSQL of TEST_POSTGRES_URL (dropped at the end).
---whatif index,bump runs the same with the store fixes proposed for store/indexing.py and store/writes.py
-patched in (a measuring aid only, see apply_whatif).
-Run: .venv/bin/python bench/ingest.py [--rounds 20] [--engines sqlite,postgresql] [--db 8] [--whatif index,bump]
+Run: .venv/bin/python bench/ingest.py [--rounds 20] [--engines sqlite,postgresql] [--db 8]
 (needs Redis: an empty database, flushed at the end)
 """
 from __future__ import annotations
@@ -96,47 +94,6 @@ def synthea_bundle(rng: random.Random, labs_per_visit: int = 4, visits: int = 30
     return json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
 
-# -- what-if: the proposed fixes of the write path, patched in for measuring only ------------------------------
-def apply_whatif(changes: set[str]) -> None:
-    """index: a resource at version 1 has no index rows yet, so its five DELETEs are skipped, and the statements
-    are built once, not per resource (SQLAlchemy's construction and cache-key work is most of the write time);
-    bump: a patient's patient_state row moves once per transaction, not once per resource."""
-    from sqlalchemy import bindparam, delete, insert
-
-    from store import indexing, writes
-    from store.schema import INDEX_TABLES
-
-    if "index" in changes:
-        deletes = [delete(t).where(t.c.res_pk == bindparam("pk")) for t in INDEX_TABLES.values()]
-        inserts = {kind: insert(t) for kind, t in INDEX_TABLES.items()}
-
-        def write_index(conn, res_pk: int, resource: dict | None, patient_id: str | None) -> None:
-            if resource is None or (resource.get("meta") or {}).get("versionId") != "1":
-                for statement in deletes:
-                    conn.execute(statement, {"pk": res_pk})
-            if resource is None:
-                return
-            by_kind: dict[str, list[dict]] = {}
-            for kind, row in indexing.index_rows(resource):
-                by_kind.setdefault(kind, []).append({"res_pk": res_pk, "res_type": resource["resourceType"],
-                                                     "patient_id": patient_id, **row})
-            for kind, rows in by_kind.items():
-                conn.execute(inserts[kind], rows)
-
-        indexing.write_index = write_index
-    if "bump" in changes:
-        bump_each = writes.Transaction._bump
-
-        def bump_once(self, patients: set[str]) -> None:
-            done = self.__dict__.setdefault("_bumped", set())
-            fresh = set(patients) - done
-            done |= fresh
-            if fresh:
-                bump_each(self, fresh)
-
-        writes.Transaction._bump = bump_once  # type: ignore[method-assign]
-
-
 # -- what is timed ---------------------------------------------------------------------------------------------
 def validate_alone(text: str) -> int:
     bundle = json.loads(text)
@@ -209,11 +166,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="bundles of each set (the first 2 warm up)")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--db", type=int, default=8, help="an empty Redis database; flushed at the end")
-    parser.add_argument("--whatif", default="", help="comma list: index, bump (see apply_whatif)")
     args = parser.parse_args()
-    if args.whatif:
-        apply_whatif(set(args.whatif.split(",")))
-        print(f"what-if: {args.whatif} patched in")
     redis_url = f"redis://127.0.0.1:6379/{args.db}"
     client = redis.Redis.from_url(redis_url)
     if client.dbsize():

@@ -70,7 +70,7 @@ def time_long(sizes: list[int]) -> None:
     spent = {}
     for size in sizes:
         history = long_history(size)
-        runs = max(3, min(20, 20_000 // size))
+        runs = max(5, min(20, 20_000 // size))  # at least 5: the best of too few runs of the largest history is noise
         cpu, wall = [], []
         for _ in range(runs):
             start, start_cpu = time.perf_counter(), time.process_time()

@@ -26,6 +26,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -37,8 +38,10 @@ from cohort import cohort  # noqa: E402
 from rq import SimpleWorker  # noqa: E402
 from rq.job import Job  # noqa: E402
 
+from localfhir.server import reset_db, start, stop  # noqa: E402
 from mappings.case_bundle import case_to_bundle  # noqa: E402
-from scripts.fhir_server import reset_db, start, stop  # noqa: E402
+from mappings.fhir_vocabulary import write_rank  # noqa: E402
+from mappings.references import identifier_token  # noqa: E402
 from store import reads  # noqa: E402
 from store.bundle_plan import plan_bundle  # noqa: E402
 from store.writes import apply_entries  # noqa: E402
@@ -48,6 +51,8 @@ from workers.pull import PULL_TYPES  # noqa: E402
 from workers.queues import enqueue, queue  # noqa: E402
 from workers.upstreams import resolve  # noqa: E402
 from workers.database import store  # noqa: E402
+from sqlalchemy import delete  # noqa: E402
+from store.schema import metadata, sync_baselines, sync_conflicts, sync_ids, sync_watermarks  # noqa: E402
 
 BATCH_SIZES = (1, 10, 50, 100, 250)
 DEFAULT_BATCH = 100
@@ -68,11 +73,26 @@ def store_patients(client: redis.Redis, cases: list[dict]) -> list[str]:
     return pids
 
 
+SYNC_TABLES = (sync_ids, sync_baselines, sync_watermarks, sync_conflicts)
+
+
 def clear_sync_state(client: redis.Redis) -> None:
-    """Forget everything sync knows (id map, baselines, watermarks, locks) and RQ's keys; keep the store."""
+    """Forget everything sync knows (id map, baselines, watermarks in the store of record; locks and RQ's keys in
+    Redis); keep the clinical store."""
+    with store().begin() as conn:
+        for table in SYNC_TABLES:
+            conn.execute(delete(table))
     for pattern in ("sync:*", "rq:*", "metrics:*"):
         for key in client.scan_iter(pattern, count=1000):
             client.delete(key)
+
+
+def empty_everything(client: redis.Redis) -> None:
+    """An empty store of record (every table) and an empty Redis database: nothing the gateway knew is left."""
+    with store().begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(delete(table))
+    client.flushdb()
 
 
 def fresh_upstream(handle) -> None:
@@ -118,12 +138,12 @@ def push_baseline(client, handle, pids: list[str]) -> dict:
     count = 0
     for pid in pids:
         resources = sorted(reads.compartment(store(), pid),
-                           key=lambda r: (push_module.TYPE_ORDER.get(r["resourceType"], 8), r["id"]))
+                           key=lambda r: (write_rank(r["resourceType"]), r["id"]))
         targets = {f"{r['resourceType']}/{r['id']}": r["id"] for r in resources}  # empty server: upstream id = ours
         for r in resources:
             outgoing = push_module.to_upstream(r, r["id"], targets)
             rtype = r["resourceType"]
-            path = (f"{rtype}?identifier={quote(push_module._token(outgoing['identifier'][0]), safe='')}"
+            path = (f"{rtype}?identifier={quote(identifier_token(outgoing['identifier'][0]), safe='')}"
                     if outgoing.get("identifier") else f"{rtype}/{outgoing['id']}")
             fhir.send("PUT", fhir.url(path), body=outgoing)
             count += 1
@@ -182,10 +202,13 @@ def raw_paging() -> dict:
 
 
 def bench_pull(client, handle, cases: list[dict], rounds: int) -> None:
-    print("\n4. pull sync (all patients, pages of SYNC_BATCH_SIZE=100)", flush=True)
+    print("\n4. pull sync (all patients, paged search, pages of SYNC_BATCH_SIZE=100)", flush=True)
     os.environ["SYNC_BATCH_SIZE"] = str(DEFAULT_BATCH)
+    # This measures paged search (its baseline is the same GETs by hand); sekmet also offers $export, which an
+    # all-patients pull would otherwise take (workers/bulk_pull.py).
+    os.environ["SYNC_UPSTREAM_EXPORT"] = "off"
     fresh_upstream(handle)
-    client.flushdb()
+    empty_everything(client)
     t0 = time.perf_counter()
     loaded = load_upstream_directly(handle, cases)
     print(f"  loaded {loaded} resources straight into sekmet in {time.perf_counter() - t0:.1f} s "
@@ -193,7 +216,7 @@ def bench_pull(client, handle, cases: list[dict], rounds: int) -> None:
     pulls, raws = [], []
     for _ in range(rounds):
         raws.append(raw_paging())
-        client.flushdb()  # the store starts empty: every pulled resource is new to the gateway
+        empty_everything(client)  # the store starts empty: every pulled resource is new to the gateway
         seconds, result = run_in_process(client, jobs.pull, "default")
         assert not result["errors"], result["errors"][:3]
         pulls.append({"seconds": seconds, "resources": result["created"] + result["updated"] + result["duplicates"],
@@ -281,7 +304,7 @@ def idle_worker_seconds(redis_url: str, url: str) -> float:
 def bench_scale(client, handle, cases: list[dict], redis_url: str, rounds: int) -> None:
     print(f"\n6. scale-out: one push job per patient ({len(cases)} jobs), real `python -m workers --burst` processes",
           flush=True)
-    client.flushdb()
+    empty_everything(client)
     pids = store_patients(client, cases)
     idle = idle_worker_seconds(redis_url, handle.base_url)
     runs: dict[int, list[dict]] = {}
@@ -320,6 +343,9 @@ def main() -> None:
     parser.add_argument("--db", type=int, default=9, help="Redis database: flushed at start and end")
     parser.add_argument("--only", default="3,4,6", help="which benchmarks, e.g. 3,6")
     args = parser.parse_args()
+    if not os.environ.get("GATEWAY_DATABASE_URL"):
+        # Its own SQLite file, which the benchmark empties between runs: never the operator's .gateway-data.
+        os.environ["GATEWAY_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-sync-")
     only = set(args.only.split(","))
     redis_url = f"redis://127.0.0.1:6379/{args.db}"
     client = redis.Redis.from_url(redis_url)
@@ -334,7 +360,7 @@ def main() -> None:
         os.environ["SYNC_UPSTREAM_URL"] = handle.base_url
         pids = store_patients(client, cases)
         print(f"{len(cases)} patients (cohort seed {args.seed}), "
-              f"{sum(len(reads.compartment(client, p)) for p in pids)} resources in the gateway store; "
+              f"{sum(len(reads.compartment(store(), p)) for p in pids)} resources in the gateway store; "
               f"sekmet-fhir at {handle.base_url} (pid {handle.pid}); {os.cpu_count()} CPUs", flush=True)
         if "3" in only:
             bench_push(client, handle, pids, args.rounds)

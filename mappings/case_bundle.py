@@ -8,9 +8,10 @@ from mappings.case_validation import check_case
 from mappings.context import MapContext
 from mappings.errors import FhirValidationError
 from mappings.fhir_validation import resource_issues
-from mappings.references import fact_identifier, full_url, identifier_token, resource_id
+from mappings.references import full_url, identifier_token, resource_id
 from mappings.timeline import Timeline
 from mappings.to_condition import to_fhir_condition, to_fhir_syndrome_condition
+from mappings.to_encounter import is_encounter, to_fhir_encounter
 from mappings.to_medication import medication_parts, to_fhir_medication_statements
 from mappings.to_observation import to_fhir_observation, to_fhir_outcome
 from mappings.to_patient import to_fhir_patient
@@ -32,19 +33,22 @@ def _register_all(ctx: MapContext) -> None:
             if section == "medications":
                 for part, _ in medication_parts(fact):
                     ctx.register(fact["id"], resource_type, part)
+            elif section == "procedures" and is_encounter(fact):
+                ctx.register(fact["id"], "Encounter")  # the ICU stay: an encounter, not a procedure
             else:
                 ctx.register(fact["id"], resource_type)
 
 
-def map_resources(case: dict) -> tuple[MapContext, list[dict]]:
-    """Check the case, resolve its timeline, and map every fact; raises CaseError on bad input."""
-    check_case(case)
-    ctx = MapContext(case, Timeline(case))
+def map_resources(document: object, source: str | None = None) -> tuple[MapContext, list[dict]]:
+    """Check the case, resolve its timeline, and map every fact; raises InputError on bad input."""
+    case = check_case(document)
+    ctx = MapContext(case, Timeline(case), source=source)
     _register_all(ctx)
     resources = [to_fhir_patient(ctx)]
     resources += [to_fhir_condition(ctx, f) for f in case.get("conditions", [])]
     resources += [to_fhir_syndrome_condition(ctx, f) for f in case.get("conditions", []) if f.get("functionalSyndrome")]
-    resources += [to_fhir_procedure(ctx, f) for f in case.get("procedures", [])]
+    resources += [to_fhir_encounter(ctx, f) if is_encounter(f) else to_fhir_procedure(ctx, f)
+                  for f in case.get("procedures", [])]
     resources += [r for f in case.get("medications", []) for r in to_fhir_medication_statements(ctx, f)]
     resources += [to_fhir_observation(ctx, f) for f in case.get("observations", [])]
     resources += [to_fhir_outcome(ctx, f) for f in case.get("outcomes", [])]
@@ -71,12 +75,12 @@ def _entry(resource: dict) -> dict:
     }
 
 
-def case_to_bundle(case: dict, recorded: dt.datetime | None = None) -> dict:
+def case_to_bundle(case: object, recorded: dt.datetime | None = None, source: str | None = None) -> dict:
     """The transaction Bundle of a case: conditional PUT by the deterministic identifiers, so it is idempotent."""
-    ctx, resources = map_resources(case)
+    ctx, resources = map_resources(case, source)
     entries = [_entry(r) for r in resources]
     provenance = to_fhir_provenance(ctx, entries, recorded)
-    provenance_id = resource_id(fact_identifier(ctx.case_id, "provenance"))
+    provenance_id = resource_id(ctx.identifier("provenance"))
     provenance["id"] = provenance_id
     entries.append({"fullUrl": f"urn:uuid:{provenance_id}", "resource": provenance,
                     "request": {"method": "PUT", "url": f"Provenance/{provenance_id}"}})

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
+import fastjsonschema
 import jsonschema
 
 from mappings import terminology
-from mappings.errors import CaseError, Issue
-from mappings.schema_fastpath import compile_schema
+from mappings.errors import InputError, Issue
 from mappings.timeline import RESERVED_IDS
 
 SCHEMA_PATH = Path(__file__).parent / "case_schema_v1.json"
@@ -32,8 +33,21 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 @lru_cache(maxsize=1)
-def _certainly_valid():
-    return compile_schema(schema())
+def _certainly_valid() -> Callable[[object], bool]:
+    """A compiled yes/no check; only a "no" pays for jsonschema, which then lists every issue with its path.
+
+    fastjsonschema stops at the first error and words it its own way, so it only decides whether jsonschema
+    must run. use_default=False: it would otherwise write the schema's defaults into the caller's document.
+    """
+    validate = fastjsonschema.compile(schema(), use_default=False, use_formats=False)
+
+    def check(case: object) -> bool:
+        try:
+            validate(case)
+        except fastjsonschema.JsonSchemaValueException:
+            return False
+        return True
+    return check
 
 
 def json_path(parts) -> str:
@@ -60,16 +74,19 @@ def _alternatives(options: list[dict]) -> str:
     return ", ".join("/".join(o.get("required", ["?"])) for o in options)
 
 
-def check_case(case: object) -> None:
-    """Raise CaseError listing every problem of the document; return None when it can be mapped."""
-    # The compiled check proves most documents valid cheaply; jsonschema lists the issues of the rest.
+def check_case(case: object) -> dict:
+    """Raise InputError listing every problem of the document; return it, now known to be a case, when it can be
+    mapped."""
+    # The compiled check passes valid documents cheaply; jsonschema lists the issues of the rest.
     issues = [] if _certainly_valid()(case) else [
         _schema_issue(e) for e in sorted(_validator().iter_errors(case), key=lambda e: list(e.absolute_path))]
     if issues:
-        raise CaseError(_dedupe(issues))
+        raise InputError(_dedupe(issues))
+    assert isinstance(case, dict)  # the schema's root is an object
     issues = _check_ids(case) + _check_concepts(case)
     if issues:
-        raise CaseError(issues, 422)
+        raise InputError(issues, 422)
+    return case
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
@@ -88,7 +105,8 @@ def _facts(case: dict):
 
 
 def _check_ids(case: dict) -> list[Issue]:
-    issues, owner = [], {}
+    issues: list[Issue] = []
+    owner: dict[str, tuple[str, str]] = {}
     for section, i, fact in _facts(case):
         fid = fact["id"]
         if fid in RESERVED_IDS or fid == "patient":

@@ -4,14 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mappings import fhir_time
-from mappings.references import CANONICAL_BASE, fact_identifier, full_url
+from mappings.fhir_vocabulary import LOCAL_EXT, MCODE
+from mappings.references import fact_identifier, full_url
 from mappings.timeline import Point, Timeline
 
-MCODE = "http://hl7.org/fhir/us/mcode/StructureDefinition"
-LOCAL_EXT = f"{CANONICAL_BASE}/StructureDefinition"
+# The URL bases are re-exported: every mapper imports them from here together with MapContext.
+__all__ = ["LOCAL_EXT", "MCODE", "TIME_PATH", "MapContext"]
 # The element of each resource type that holds an event's time, for cqf-relativeDateTime.targetPath.
 TIME_PATH = {"Condition": "onset", "Procedure": "performed", "MedicationStatement": "effective",
-             "Observation": "effective", "Patient": "deceased"}
+             "Observation": "effective", "Patient": "deceased", "Encounter": "period"}
 
 
 @dataclass
@@ -20,13 +21,15 @@ class MapContext:
     timeline: Timeline
     urls: dict[str, str] = field(default_factory=dict)   # fact id -> fullUrl of its (first) resource
     types: dict[str, str] = field(default_factory=dict)  # fact id -> resource type
+    # The submitting source whose namespace the identifiers take (references.fact_system); None: source-neutral.
+    source: str | None = None
 
     @property
     def case_id(self) -> str:
         return self.case["caseId"]
 
     def identifier(self, fact_id: str, part: str | None = None) -> dict:
-        return fact_identifier(self.case_id, fact_id, part)
+        return fact_identifier(self.case_id, fact_id, part, self.source)
 
     def register(self, fact_id: str, resource_type: str, part: str | None = None) -> str:
         url = full_url(self.identifier(fact_id, part))

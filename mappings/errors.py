@@ -1,4 +1,5 @@
-"""Typed errors of the mapping layer; the gateway turns them into OperationOutcome in one place."""
+"""The errors every layer raises for bad input (mappings, store, workers, engines), in one module; the gateway turns
+them into an OperationOutcome with the failing path in one place (service/__init__.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ class Issue:
     severity: str = "error"
 
 
-class CaseError(Exception):
-    """The input cannot be used; carries every problem found and the HTTP status that fits.
+class InputError(Exception):
+    """The input cannot be used (a case document, a FHIR resource or Bundle, a search or a parameter); carries every
+    problem found and the HTTP status that fits.
 
     400: malformed or not matching the schema; 415: wrong media type; 422: well-formed but meaningless
     (unknown codes, references to missing facts, an unresolvable timeline).

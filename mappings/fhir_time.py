@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import math
 
-from mappings.references import CANONICAL_BASE
+from mappings.fhir_vocabulary import EVENT_TIME_URL, RELATIVE_URL, UCUM
 from mappings.timeline import Point, UNIT_DAYS, format_date
 
-UCUM = "http://unitsofmeasure.org"
-RELATIVE_URL = "http://hl7.org/fhir/StructureDefinition/cqf-relativeDateTime"
-EVENT_TIME_URL = f"{CANONICAL_BASE}/StructureDefinition/event-time"
 UNIT_NAMES = {"h": "hours", "d": "days", "wk": "weeks", "mo": "months", "a": "years"}
 
 
@@ -75,7 +72,7 @@ def _point_value(name: str, point: Point) -> list[dict]:
 def event_time_extension(start: Point, end: Point | None = None, length: dict | None = None) -> dict:
     """Our documented extension carrying frame, bounds and precision of an event, for every resource type;
     `length` (a case duration) keeps "for 9 months" exact even when both ends are open intervals."""
-    parts = [{"url": "frame", "valueCode": start.frame}]
+    parts: list[dict] = [{"url": "frame", "valueCode": start.frame}]
     parts += _point_value("start", start)
     parts.append({"url": "startPrecision", "valueCode": start.precision})
     if end is not None:

@@ -7,7 +7,7 @@ import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
 from mappings.case_validation import json_path
-from mappings.errors import FhirValidationError, Issue
+from mappings.errors import Issue
 
 
 @lru_cache(maxsize=None)
@@ -35,9 +35,3 @@ def resource_issues(resource: object, path: str = "$") -> list[Issue]:
     except pydantic.ValidationError as exc:
         return [Issue(path + json_path(list(err["loc"]))[1:], err["msg"], "structure") for err in exc.errors()]
     return []
-
-
-def validate_resource(resource: dict, path: str = "$") -> None:
-    issues = resource_issues(resource, path)
-    if issues:
-        raise FhirValidationError(issues)

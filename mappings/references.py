@@ -1,8 +1,10 @@
 """Identifiers, fullUrls and references: built and parsed here only."""
 from __future__ import annotations
 
+import hashlib
 import uuid
 from functools import lru_cache
+from urllib.parse import quote
 
 CANONICAL_BASE = "https://oncology-gateway.example.org/fhir"
 FACT_SYSTEM = f"{CANONICAL_BASE}/NamingSystem/case-fact"
@@ -10,15 +12,43 @@ CASE_SYSTEM = f"{CANONICAL_BASE}/NamingSystem/case"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, CANONICAL_BASE)
 
 
-def fact_identifier(case_id: str, fact_id: str, part: str | None = None) -> dict:
+# A source's name becomes one path segment of its namespaces; longer names are hashed so that the system stays
+# well inside the 255 characters the search index keeps (two long names must not collide in the index).
+MAX_SOURCE_SEGMENT = 128
+
+
+def source_segment(source: str) -> str:
+    """The path segment naming a submitting source (the authenticated client): percent-encoded, so that no two
+    names give one segment and none can add a path level; a name longer than MAX_SOURCE_SEGMENT is hashed."""
+    segment = quote(source, safe="")
+    if len(segment) > MAX_SOURCE_SEGMENT:
+        segment = "sha256-" + hashlib.sha256(source.encode("utf-8")).hexdigest()
+    return segment
+
+
+def fact_system(source: str | None = None) -> str:
+    """The namespace of case-fact identifiers: FACT_SYSTEM for the source-neutral mapping (POST /cases), and
+    FACT_SYSTEM/<source> for what the gateway stores on behalf of one source: a caseId is unique only within
+    the source that chose it, so two sources' cases never share an identifier (nor, therefore, an id)."""
+    return FACT_SYSTEM if source is None else f"{FACT_SYSTEM}/{source_segment(source)}"
+
+
+def fact_identifier(case_id: str, fact_id: str, part: str | None = None, source: str | None = None) -> dict:
     """The deterministic business identifier of the resource made from one fact (and part of it)."""
     value = f"{case_id}/{fact_id}" + (f"/{part}" if part else "")
-    return {"system": FACT_SYSTEM, "value": value}
+    return {"system": fact_system(source), "value": value}
+
+
+def case_identifier(case_id: str, source: str | None = None) -> dict:
+    """The identifier of a whole case (Provenance.entity), in the same per-source namespace as its facts."""
+    system = CASE_SYSTEM if source is None else f"{CASE_SYSTEM}/{source_segment(source)}"
+    return {"system": system, "value": case_id}
 
 
 def identifier_token(identifier: dict) -> str:
-    """The search token 'system|value' used by conditional create/update ('|value' when there is no system)."""
-    return f"{identifier.get('system', '')}|{identifier['value']}"
+    """The search token 'system|value' used by conditional create/update and identifier searches ('|value' when
+    there is no system; 'system|' for an identifier without a value, which R4 allows)."""
+    return f"{identifier.get('system', '')}|{identifier.get('value', '')}"
 
 
 def resource_id(identifier: dict) -> str:

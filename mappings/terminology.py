@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,5 +63,24 @@ def ucum(reported_unit: str) -> dict | None:
     return _units().get(reported_unit)
 
 
-def all_keys() -> list[str]:
-    return sorted(_tables())
+@lru_cache(maxsize=2)
+def time_unit_days(with_words: bool = False) -> dict[str, float]:
+    """Days per UCUM time unit (terminology/ucum_time_units.csv), by code ('wk' -> 7.0); with_words also by the
+    English words the table lists ('weeks' -> 7.0), for Duration.unit text written without a code."""
+    days: dict[str, float] = {}
+    with (TABLE_DIR / "ucum_time_units.csv").open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            value = float(Fraction(row["days"]))
+            days[row["code"]] = value
+            if with_words:
+                days.update(dict.fromkeys(row["words"].split(), value))
+    return days
+
+
+@lru_cache(maxsize=None)
+def case_values(table: str) -> dict[str, dict[str, str]]:
+    """A table from case-format values to concept keys (terminology/case_<table>.csv): first column -> its row."""
+    with (TABLE_DIR / f"case_{table}.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        first = (reader.fieldnames or [""])[0]
+        return {row[first]: row for row in reader}

@@ -13,9 +13,10 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
+from mappings.terminology import time_unit_days
 
-UNIT_DAYS = {"h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25}
+UNIT_DAYS = time_unit_days()  # UCUM code -> days (terminology/ucum_time_units.csv)
 UNIT_PRECISION = {"h": "day", "d": "day", "wk": "day", "mo": "month", "a": "year"}
 PRECISION_RANK = {"day": 0, "month": 1, "year": 2, "unknown": 3}
 RESERVED_IDS = ("presentation", "birth", "death")
@@ -87,9 +88,9 @@ class Slot:
 
     key: str
     path: str
-    expr: dict | None = None
-    base: str | None = None  # derived slot: base key + duration
-    duration: dict | None = None
+    expr: dict = field(default_factory=dict)      # the time expression as written; empty for a derived slot
+    base: str | None = None                       # derived slot: base key + duration
+    duration: dict = field(default_factory=dict)
 
 
 def _edge_key(target: str, edge: str | None, kind: str, slots: dict[str, Slot]) -> tuple[str, str]:
@@ -122,10 +123,15 @@ class Timeline:
         self._resolve()
         self._check_life_span()
         if self._issues:
-            raise CaseError(self._issues, 422)
+            raise InputError(self._issues, 422)
 
     def start(self, fact_id: str) -> Point | None:
         return self.points.get(f"{fact_id}.start")
+
+    def fact_start(self, fact_id: str) -> Point:
+        """The start of a fact that has one: the case schema requires a time on every event fact, and a time that
+        does not resolve fails the case (InputError) before anything is mapped."""
+        return self.points[f"{fact_id}.start"]
 
     def end(self, fact_id: str) -> Point | None:
         return self.points.get(f"{fact_id}.end")
@@ -136,7 +142,7 @@ class Timeline:
     # -- collection -------------------------------------------------------------------------------
     def _add(self, key: str, path: str, expr: dict | None = None, base: str | None = None,
              duration: dict | None = None) -> None:
-        self.slots[key] = Slot(key, path, expr, base, duration)
+        self.slots[key] = Slot(key, path, expr or {}, base, duration or {})
 
     def _collect(self) -> None:
         case = self.case

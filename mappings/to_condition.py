@@ -3,25 +3,34 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import MCODE, MapContext
+from mappings.fhir_vocabulary import DATA_ABSENT_URL, DUE_TO_URL
 from mappings.references import full_url
 
 PRIMARY_PROFILE = f"{MCODE}/mcode-primary-cancer-condition"
 SECONDARY_PROFILE = f"{MCODE}/mcode-secondary-cancer-condition"
 HISTOLOGY_URL = f"{MCODE}/mcode-histology-morphology-behavior"
 RELATED_URL = "http://hl7.org/fhir/StructureDefinition/condition-related"
-DUE_TO_URL = "http://hl7.org/fhir/StructureDefinition/condition-dueTo"
-DATA_ABSENT_URL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 SYNDROME_PART = "syndrome"
-SEGMENT_KEYS = {"I": "liver-segment-i", "II": "liver-segment-ii", "III": "liver-segment-iii", "IV": "liver-segment-iv",
-                "IVa": "liver-segment-iv", "IVb": "liver-segment-iv", "V": "liver-segment-v", "VI": "liver-segment-vi",
-                "VII": "liver-segment-vii", "VIII": "liver-segment-viii"}
+# Couinaud segment as written in the case -> concept key (terminology/case_liver_segments.csv, with sources).
+SEGMENT_KEYS = {segment: row["key"] for segment, row in terminology.case_values("liver_segments").items()}
+LOBE_TEXT = {"left": "Left lobe of liver", "right": "Right lobe of liver", "caudate": "Caudate lobe of liver",
+             "both": "Both lobes of liver"}
 
 
 def body_sites(site: dict) -> list[dict]:
-    """The site as given, plus one coded entry per liver segment (IVa/IVb are coded as segment IV)."""
+    """The site as given, plus one coded entry per liver segment (IVa/IVb are coded as segment IV), the artery
+    (coded when the terminology table has it, e.g. 'right hepatic artery') and the lobe. No verified code exists
+    for a liver lobe, so the lobe is text; it is left out when the site's own text already names it."""
     sites = [terminology.concept(site.get("concept"), site.get("text"))]
     for segment in site.get("segments", []):
         sites.append(terminology.concept(SEGMENT_KEYS[segment], f"Liver segment {segment}"))
+    artery = site.get("artery")
+    artery_key = artery.lower().replace(" ", "-") if artery else None
+    if artery and artery_key != site.get("concept") and terminology.known(artery_key or ""):
+        sites.append(terminology.concept(artery_key, artery[:1].upper() + artery[1:]))
+    lobe = site.get("lobe")
+    if lobe and "lobe" not in (site.get("text") or "").lower():
+        sites.append({"text": LOBE_TEXT[lobe]})
     return sites
 
 
@@ -53,7 +62,7 @@ def to_fhir_condition(ctx: MapContext, fact: dict) -> dict:
         extensions.append({"url": RELATED_URL, "valueReference": ctx.ref(fact["primary"])})
     if fact.get("dueTo"):
         extensions.append({"url": DUE_TO_URL, "valueReference": ctx.ref(fact["dueTo"])})
-    start, end = ctx.timeline.start(fact["id"]), ctx.timeline.end(fact["id"])
+    start, end = ctx.timeline.fact_start(fact["id"]), ctx.timeline.end(fact["id"])
     extensions += ctx.time_extensions(start, end)
     resource["extension"] = extensions
     if fact.get("severity"):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import LOCAL_EXT, MapContext
+from mappings.fhir_vocabulary import INTENT_URL
 from mappings.references import full_url
 from mappings.timeline import Point
 
-INTENT_URL = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
 COMBINED_URL = f"{LOCAL_EXT}/combined-with"
 DAILY_DOSE_URL = f"{LOCAL_EXT}/daily-dose"
 FORMULATION_TEXT = {"long-acting": "long-acting", "immediate-release": "immediate-release"}
@@ -43,7 +43,7 @@ def dosage(step: dict) -> dict:
 
 def _steps(ctx: MapContext, fact: dict) -> list[tuple[int | None, dict | None, Point, Point | None]]:
     """(index, dosage, start, end) per dose step: a step ends where the next one starts, the last where the fact ends."""
-    start, end = ctx.timeline.start(fact["id"]), ctx.timeline.end(fact["id"])
+    start, end = ctx.timeline.fact_start(fact["id"]), ctx.timeline.end(fact["id"])
     dosages = fact.get("dosages", [])
     if len(dosages) <= 1:
         return [(None, dosages[0] if dosages else None, start, end)]
@@ -65,7 +65,7 @@ def medication_parts(fact: dict) -> list[tuple[str, dict]]:
 def _regimen_partners(ctx: MapContext, fact: dict, part: str) -> list[str]:
     """The other agents of the same regimen (their first dose step): given together, so linked explicitly."""
     own_agent = part.split("/")[0]
-    firsts = {}
+    firsts: dict[str, str] = {}
     for other_part, _ in medication_parts(fact):
         firsts.setdefault(other_part.split("/")[0], other_part)
     return [full_url(ctx.identifier(fact["id"], p)) for agent, p in firsts.items() if agent != own_agent]

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import LOCAL_EXT, MCODE, MapContext
+from mappings.fhir_vocabulary import TUMOR_MARKER_PROFILE
 from mappings.to_medication import quantity
 
-TUMOR_MARKER_PROFILE = f"{MCODE}/mcode-tumor-marker-test"
 DISEASE_STATUS_PROFILE = f"{MCODE}/mcode-cancer-disease-status"
 EVIDENCE_TYPE_URL = f"{MCODE}/mcode-cancer-disease-status-evidence-type"
 TREATMENT_URL = f"{LOCAL_EXT}/treatment"
 LOINC = "http://loinc.org"
-# Outcome value -> (mCODE condition-status-trend key, NCIt response key or None). Progression has no NCIt coding:
-# GDC's only source pairs "PD" with C8510 "Progressive Neoplastic Disease" under a palliative-care definition, and
-# RECIST's C35571 could not be verified, so the mCODE SNOMED code stands alone.
-DISEASE_STATUS_VALUES = {
-    "complete": ("status-full-remission", "response-complete"),
-    "partial": ("status-partial-remission", "response-partial"),
-    "minor-response": ("status-improved", None),
-    "improved": ("status-improved", None),
-    "stable": ("status-stable", "response-stable"),
-    "progression": ("status-worsened", None),
-    "worsened": ("status-worsened", None),
-}
+# Outcome value -> (mCODE condition-status-trend key, NCIt response key or None), from
+# terminology/case_disease_status.csv, whose source column says why some values (progression) have no NCIt coding.
+DISEASE_STATUS_VALUES = {value: (row["trend_key"], row["response_key"] or None)
+                         for value, row in terminology.case_values("disease_status").items()}
 EVIDENCE_KEYS = {"imaging": "evidence-imaging", "biomarker": "evidence-tumour-marker"}
 
 
@@ -36,7 +28,7 @@ def _base(ctx: MapContext, fact: dict, code: dict, category: str | None) -> dict
         resource["category"] = [terminology.concept(f"category-{category}")]
     resource["code"] = code
     resource["subject"] = ctx.patient_ref
-    start = ctx.timeline.start(fact["id"])
+    start = ctx.timeline.fact_start(fact["id"])
     end = ctx.timeline.end(fact["id"])
     resource["extension"] = ctx.time_extensions(start, end, fact.get("duration"))
     resource.update(fhir_time.standard_time("effective", start, None, allow_age=False))

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from mappings import fhir_time, terminology
 from mappings.context import LOCAL_EXT, MCODE, MapContext
+from mappings.fhir_vocabulary import DATA_ABSENT_URL
 
 CANCER_PATIENT_PROFILE = f"{MCODE}/mcode-cancer-patient"
-DATA_ABSENT_URL = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 DEATH_URL = f"{LOCAL_EXT}/death-circumstances"
 
 

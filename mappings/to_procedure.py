@@ -1,18 +1,28 @@
 """Procedure: surgery, liver-directed therapies, ICU admission; not-done procedures keep their reason."""
 from __future__ import annotations
 
-from mappings import fhir_time, terminology
+from mappings import fhir_time, procedure_classes, terminology
 from mappings.context import LOCAL_EXT, MCODE, MapContext
+from mappings.fhir_vocabulary import INTENT_URL
 from mappings.to_condition import body_sites
 
 SURGICAL_PROFILE = f"{MCODE}/mcode-cancer-related-surgical-procedure"
-INTENT_URL = f"{MCODE}/mcode-procedure-intent"
 PARTICLES_URL = f"{LOCAL_EXT}/embolic-particles"
 SESSIONS_URL = f"{LOCAL_EXT}/session-count"
 COMBINED_URL = f"{LOCAL_EXT}/combined-with"
-# Resections are the cancer-related surgical procedures we are sure of; embolization and SIRT stay base Procedure.
-SURGICAL_KEYS = {"partial-pancreatectomy", "pancreatectomy", "partial-hepatectomy", "liver-segment-resection",
-                 "liver-wedge-resection", "liver-lobectomy", "hepatectomy"}
+
+
+def _surgical(code: dict) -> bool:
+    """Resections are the cancer-related surgical procedures we are sure of (surgical_profile in the one procedure
+    table, mappings/procedure_categories.csv); embolization and SIRT stay base Procedure."""
+    row = procedure_classes.classify(code.get("coding") or [])
+    return bool(row and row.surgical)
+
+
+def _category(code: dict) -> str | None:
+    """The Procedure.category key of the one procedure table (its fhir_category column)."""
+    row = procedure_classes.classify(code.get("coding") or [])
+    return row.fhir_category if row else None
 
 
 def _particles(items: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -39,9 +49,11 @@ def to_fhir_procedure(ctx: MapContext, fact: dict) -> dict:
         "resourceType": "Procedure",
         "identifier": [ctx.identifier(fact["id"])],
         "status": status,
-        "code": terminology.concept(fact.get("concept"), fact.get("text")),
-        "subject": ctx.patient_ref,
     }
+    code = terminology.concept(fact.get("concept"), fact.get("text"))
+    if _category(code):
+        resource["category"] = terminology.concept(_category(code))
+    resource |= {"code": code, "subject": ctx.patient_ref}
     extensions: list[dict] = []
     if fact.get("intent"):
         extensions.append({"url": INTENT_URL, "valueCodeableConcept": terminology.concept(f"intent-{fact['intent']}")})
@@ -51,7 +63,7 @@ def to_fhir_procedure(ctx: MapContext, fact: dict) -> dict:
         extensions.append({"url": COMBINED_URL, "valueReference": ctx.ref(other)})
     used, particle_ext = _particles(fact.get("particles", []))
     extensions += particle_ext
-    start, end = ctx.timeline.start(fact["id"]), ctx.timeline.end(fact["id"])
+    start, end = ctx.timeline.fact_start(fact["id"]), ctx.timeline.end(fact["id"])
     extensions += ctx.time_extensions(start, end, None if fact.get("end") else fact.get("duration"))
     resource["extension"] = extensions
     if fact.get("statusReason"):
@@ -78,6 +90,6 @@ def to_fhir_procedure(ctx: MapContext, fact: dict) -> dict:
     if notes:
         resource["note"] = [{"text": n} for n in notes]
     # The profile is for surgery performed: a planned resection that was not done stays a base Procedure.
-    if fact.get("concept") in SURGICAL_KEYS and status != "not-done":
+    if _surgical(resource["code"]) and status != "not-done":
         resource["meta"] = {"profile": [SURGICAL_PROFILE]}
     return resource

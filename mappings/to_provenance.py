@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from mappings.context import MapContext
-from mappings.references import CASE_SYSTEM
+from mappings.references import case_identifier
 
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
@@ -24,6 +24,6 @@ def to_fhir_provenance(ctx: MapContext, entries: list[dict], recorded: dt.dateti
         }],
         "entity": [{
             "role": "source",
-            "what": {"identifier": {"system": CASE_SYSTEM, "value": ctx.case_id}, "display": display[:500]},
+            "what": {"identifier": case_identifier(ctx.case_id, ctx.source), "display": display[:500]},
         }],
     }

@@ -265,6 +265,9 @@ class CaseReader(Assembler):
         if value is None:
             return None
         fact["value"] = {"value": value.value["value"], "unit": value.value["unit"]}
+        arbitrary = quantities.arbitrary_unit(f"{mention.text} {attrs.get('analyte', '')}", value.value["unit"])
+        if arbitrary:
+            fact["value"]["unitCoded"] = False
         if "elevated" in lowered or "high" in lowered:
             fact["interpretation"] = "high"
         treatment = self.latest_treatment(antitumour=True) if "dropped" in lowered else None
@@ -278,7 +281,7 @@ class CaseReader(Assembler):
             fact["note"] = f"Reported as '{value.value['reported']}'."
         made = self.add("observations", f"{mention.key or mention.text}", _clean(fact), mention, event=False)
         self.cite_span(made["id"], sentence, value.start, value.end, "value", "quantities.py VALUE",
-                       value=fact["value"], ucum=quantities.ucum_code(fact["value"]["unit"]))
+                       value=fact["value"], ucum=None if arbitrary else quantities.ucum_code(fact["value"]["unit"]))
         return made["id"]
 
     # ---- procedures -------------------------------------------------------------------------------------

@@ -45,6 +45,19 @@ def unit_spellings() -> dict[str, str]:
         return {row["reported"]: row["normalised"] for row in csv.DictReader(handle)}
 
 
+@lru_cache(maxsize=1)
+def _arbitrary_units() -> list[tuple[str, set[str]]]:
+    with (DATA_DIR / "arbitrary_units.csv").open(newline="", encoding="utf-8") as handle:
+        return [(row["analyte"].lower(), set(row["units"].split(";"))) for row in csv.DictReader(handle)]
+
+
+def arbitrary_unit(analyte: str, unit: str) -> bool:
+    """The assay reports this unit in its own arbitrary units (mappings/narrative/arbitrary_units.csv): chromogranin
+    A's 'U/l' is no UCUM enzyme unit, so it stays text (unitCoded false) and gets no UCUM code."""
+    words = analyte.lower()
+    return any(marker in words and unit in units for marker, units in _arbitrary_units())
+
+
 def ucum_code(unit: str) -> str | None:
     """The UCUM code of a reported unit from terminology/ucum.csv; None: not a unit the table knows (review it)."""
     found = terminology.ucum(unit)

@@ -8,13 +8,11 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from mappings.fhir_vocabulary import EVENT_TIME_URL, INTENT_URL, LOCAL_EXT, RELATIVE_URL
+from mappings.procedure_classes import procedure_classes
+
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
-EVENT_TIME_URL = "https://oncology-gateway.example.org/fhir/StructureDefinition/event-time"
-RELATIVE_URL = "http://hl7.org/fhir/StructureDefinition/cqf-relativeDateTime"
-INTENT_URL = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
-SESSIONS_URL = "https://oncology-gateway.example.org/fhir/StructureDefinition/session-count"
-CATEGORIES = ("resection", "ablation", "embolization", "chemoembolization", "radioembolization",
-              "radionuclide-therapy", "biopsy", "other")
+SESSIONS_URL = f"{LOCAL_EXT}/session-count"
 SEGMENT = re.compile(r"segments?\s+((?:[IV]+[ab]?(?:,\s*|\s+and\s+)?)+)", re.IGNORECASE)
 # One value per column: a list (sites, segments, complications) gives its count and its first item; the JSON
 # record has them all. Times are split into date, age bounds and the relative anchor.
@@ -28,8 +26,8 @@ CSV_FIELDS = ("patient", "procedure", "identifier", "category", "category_source
 
 @lru_cache(maxsize=1)
 def _code_categories() -> dict[tuple[str, str], str]:
-    with (MAPPINGS / "procedure_categories.csv").open(newline="", encoding="utf-8") as handle:
-        return {(r["system"], r["code"]): r["category"] for r in csv.DictReader(handle)}
+    """The registry column of the one procedure classification table (mappings/procedure_classes.py)."""
+    return {key: row.category for key, row in procedure_classes().items() if row.category}
 
 
 @lru_cache(maxsize=1)

@@ -5,13 +5,14 @@ import logging
 
 import redis
 from flask import Flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from mappings.errors import CaseError, FhirValidationError, Issue
+from mappings.errors import InputError, FhirValidationError, Issue
 from service import config as config_module
 from service.outcome import error, outcome_response
+from store import db
 from store.db import DatabaseUnavailable
-from workers.summaries import SummaryBusy, SummaryTooLarge
+from summaries.line_summary import SummaryBusy, SummaryTooLarge
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -75,8 +76,6 @@ def _connect_redis(app: Flask) -> None:
 
 
 def _connect_database(app: Flask) -> None:
-    from store import db
-
     if "store" in app.extensions:
         return
     if app.config["REFERENCE_POLICY"] not in ("strict", "lenient"):
@@ -87,8 +86,8 @@ def _connect_database(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
-    @app.errorhandler(CaseError)
-    def case_error(exc: CaseError):
+    @app.errorhandler(InputError)
+    def input_error(exc: InputError):
         return outcome_response(exc.issues, exc.status)
 
     @app.errorhandler(FhirValidationError)
@@ -97,14 +96,14 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported", 429: "throttled"}.get(exc.code, "processing")
+        code = {404: "not-found", 405: "not-supported", 413: "too-long", 415: "not-supported", 429: "throttled"}.get(exc.code or 500, "processing")
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"the request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
         response = error(exc.code or 500, message, code)
         if exc.code == 429:
             response.headers["Retry-After"] = str(getattr(exc, "retry_after", None) or 60)
-        if exc.code == 405 and getattr(exc, "valid_methods", None):
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))  # http.html: 405 names what is allowed
         return response
 
@@ -136,5 +135,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        if db.is_unavailable(exc):  # an outage met outside store.db.write/reading (e.g. mid-stream): still a 503
+            return database_down(exc)
         logging.getLogger("gateway").exception("unhandled error")
         return outcome_response([Issue("$", "internal error; the request was not applied", "exception", "fatal")], 500)

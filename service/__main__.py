@@ -5,8 +5,9 @@ configured, a local FHIR server (sekmet-fhir) as the upstream; GATEWAY_EMBEDDED_
 
 With no credentials configured (no GATEWAY_API_KEYS, no GATEWAY_JWT_JWKS_FILE, no key created with
 service.apikeys) a development API key with every scope is made for this process and printed once, so that the
-README's tour works out of the box. It lives in this process's memory only (never in Redis, which other
-gateways may share), is refused once real credentials appear, and development mode only listens on loopback.
+README's tour works out of the box. It lives in this process's memory only (never in the key table or Redis,
+which other gateways may share), is refused once real credentials appear, and development mode only listens on
+loopback.
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 
 from service import create_app, local_stack, logs
-from service.apikeys import revoke_client
-from service.auth import DEVELOPMENT_CLIENT, key_hash, real_credentials_configured
+from service.auth import key_hash, real_credentials_configured
 
 
 class DevelopmentModeRefused(SystemExit):
@@ -40,10 +40,7 @@ def is_loopback(host: str) -> bool:
 
 def development_key(app: Flask) -> str | None:
     """A fresh all-scopes key held in app.config as its hash only, or None when real credentials exist."""
-    client = app.extensions["redis"]
-    # Versions before issue 15 wrote the development key into Redis, where it outlived the run: remove it.
-    revoke_client(client, DEVELOPMENT_CLIENT)
-    if real_credentials_configured(app.config, client):
+    if real_credentials_configured(app.config, app.extensions["store"]):
         return None
     host = str(app.config["GATEWAY_HOST"])
     if not is_loopback(host):

@@ -1,37 +1,35 @@
 """Create and revoke API keys: `python -m service.apikeys create --client NAME --scope S [--scope S...]`.
 
-The key is printed once; only its SHA-256 is kept (in Redis, REDIS_URL or the local Redis).
+The key is printed once; only its SHA-256 is kept, in the store of record (table api_keys, GATEWAY_DATABASE_URL
+or the embedded SQLite file), so keys outlive a Redis flush and work while Redis is down.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import secrets
+import time
 
-import redis
+from sqlalchemy import Engine, delete, insert
 
-from service.auth import API_KEYS_HASH, DEVELOPMENT_CLIENT, key_hash
-from service.config import from_environment
-from service.redis_conn import LOCAL_URL
+from service.auth import DEVELOPMENT_CLIENT, key_hash
+from store import db
+from store.schema import api_keys
 
 
-def create_key(client: redis.Redis, name: str, granted: list[str]) -> str:
+def create_key(engine: Engine, name: str, granted: list[str]) -> str:
     if name == DEVELOPMENT_CLIENT:
         # Stored keys of this client are refused by service.auth: the development key lives in process memory only.
         raise ValueError(f"the client name {DEVELOPMENT_CLIENT!r} is reserved for the in-memory development key")
     raw = "ogk_" + secrets.token_urlsafe(32)
-    entry = {"client": name, "scopes": granted, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    client.hset(API_KEYS_HASH, key_hash(raw), json.dumps(entry))
+    row = {"digest": key_hash(raw), "client": name, "scopes": json.dumps(granted), "created": int(time.time() * 1000)}
+    db.write(engine, lambda conn: conn.execute(insert(api_keys).values(row)))
     return raw
 
 
-def revoke_client(client: redis.Redis, name: str) -> int:
-    removed = 0
-    for digest, raw in client.hgetall(API_KEYS_HASH).items():
-        if json.loads(raw)["client"] == name:
-            removed += client.hdel(API_KEYS_HASH, digest)
-    return removed
+def revoke_client(engine: Engine, name: str) -> int:
+    """Every key of the client; gateways stop accepting them within service.auth.KEY_CACHE_SECONDS."""
+    return db.write(engine, lambda conn: conn.execute(delete(api_keys).where(api_keys.c.client == name)).rowcount)
 
 
 def main() -> None:
@@ -43,11 +41,11 @@ def main() -> None:
     revoke = sub.add_parser("revoke")
     revoke.add_argument("--client", required=True)
     args = parser.parse_args()
-    client = redis.Redis.from_url(from_environment()["REDIS_URL"] or LOCAL_URL)
+    engine = db.engine_for(db.default_url())
     if args.command == "create":
-        print(create_key(client, args.client, args.scope))
+        print(create_key(engine, args.client, args.scope))
     else:
-        print(f"revoked {revoke_client(client, args.client)} key(s)")
+        print(f"revoked {revoke_client(engine, args.client)} key(s)")
 
 
 if __name__ == "__main__":

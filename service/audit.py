@@ -3,12 +3,14 @@ as a FHIR AuditEvent in the audit sink and readable at GET /AuditEvent (admin sc
 successful reads (/rq pages, /metrics scrapes, /cases/schema), which carry no patient data, go unrecorded."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from sqlalchemy.exc import DBAPIError
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
+from mappings.fhir_vocabulary import now_instant
+from service import audit_refusals
 from service.outcome import fhir_response
 from service.paging import page_params
 from service.rate_limit import client_address
@@ -45,7 +47,7 @@ def _patients() -> list[str]:
 
 def audit_event(status: int) -> dict:
     principal = getattr(g, "principal", None)
-    entities = [{"what": {"reference": f"Patient/{pid}"}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+    entities: list[dict] = [{"what": {"reference": f"Patient/{pid}"}, "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                                                    "code": "1", "display": "Person"}} for pid in _patients()]
     entities.append({"what": {"identifier": {"system": REQUEST_ID_SYSTEM, "value": g.get("request_id", "")}},
                      "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
@@ -55,7 +57,7 @@ def audit_event(status: int) -> dict:
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": _interaction(request.path, request.method)}],
         "action": "E" if _interaction(request.path, request.method) == "operation" else ACTIONS.get(request.method, "E"),
-        "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "recorded": now_instant(),
         "outcome": "0" if status < 400 else ("4" if status < 500 else "8"),
         "outcomeDesc": f"HTTP {status}",
         # network.type 2: IP Address (http://hl7.org/fhir/network-type); for 401s the address is all we know.
@@ -82,15 +84,20 @@ def record_event(event: dict) -> None:
     """The one place an event reaches the audit sink."""
     try:
         audit_log.append(current_app.extensions["store"], event)
-    except DatabaseUnavailable:
-        log.error("audit event could not be recorded")
+    except (DatabaseUnavailable, DBAPIError) as exc:
+        # The request has been answered (and a write applied): a failing audit insert must not turn that answer
+        # into a 500. The loss is logged; a database that is down gives DatabaseUnavailable here.
+        log.error("audit event could not be recorded", extra={"error": type(exc).__name__})
 
 
 def install(app: Flask) -> None:
     @app.after_request
     def record(response: Response) -> Response:
         if _recorded(request.path, request.method, response.status_code):
-            record_event(audit_event(response.status_code))
+            event = audit_event(response.status_code)
+            # A flood of 401/403/429 becomes one aggregate row per caller and window (service/audit_refusals.py).
+            if not audit_refusals.absorbed(event, response.status_code, record_event):
+                record_event(event)
         return response
 
 
@@ -100,10 +107,11 @@ def list_events() -> Response:
     params = request.args.to_dict(flat=False)
     unknown = sorted(set(params) - {"patient", "_count", "_offset"})
     if unknown:
-        raise CaseError([Issue(f"AuditEvent?{unknown[0]}", f"'{unknown[0]}' is not supported here (patient, _count, _offset)",
+        raise InputError([Issue(f"AuditEvent?{unknown[0]}", f"'{unknown[0]}' is not supported here (patient, _count, _offset)",
                                "not-supported")])
     count, offset = page_params(params)
     patient = request.args.get("patient")
+    audit_refusals.flush_all()  # refusals counted so far are on the trail the operator reads
     events, total = audit_log.events(current_app.extensions["store"], patient.split("/")[-1] if patient else None, count, offset)
     return fhir_response({"resourceType": "Bundle", "type": "searchset", "total": total,
                           "entry": [{"resource": e, "search": {"mode": "match"}} for e in events]})

@@ -17,16 +17,18 @@ from functools import lru_cache
 
 import jwt
 from flask import Flask, current_app, g, request
+from sqlalchemy import Engine, select
 
 from mappings.errors import Issue
 from service import rate_limit, scopes
 from service.outcome import outcome_response
+from store import db
+from store.schema import api_keys
 
 log = logging.getLogger("gateway.auth")
 # A token is only ever checked against keys of its own algorithm: PyJWT raises TypeError (a 500 here) when
 # an RS256 token meets an EC key, instead of refusing it.
 ALGORITHMS = ["RS256", "ES384"]
-API_KEYS_HASH = "auth:api-keys"
 DEVELOPMENT_CLIENT = "local-development"
 DEVELOPMENT_SCOPES = ("system/*.read", "system/*.write", "admin")
 
@@ -109,8 +111,8 @@ def _configured_keys() -> dict[str, dict]:
     return _parse_keys(raw) if isinstance(raw, str) else {e["sha256"]: e for e in raw}
 
 
-# Keys kept in Redis are remembered by each process for a few seconds: a lookup per request would double the
-# Redis round trips of a cached read. A revoked key therefore stops working within KEY_CACHE_SECONDS.
+# Stored keys (table api_keys) are remembered by each process for a few seconds: a lookup per request would add
+# a database round trip to every cached read. A revoked key therefore stops working within KEY_CACHE_SECONDS.
 KEY_CACHE_SECONDS = 5.0
 _key_cache: dict[str, tuple[float, dict | None]] = {}
 
@@ -120,8 +122,9 @@ def _stored_key(digest: str) -> dict | None:
     cached = _key_cache.get(digest)
     if cached and now - cached[0] < KEY_CACHE_SECONDS:
         return cached[1]
-    stored = current_app.extensions["redis"].hget(API_KEYS_HASH, digest)
-    entry = json.loads(stored) if stored else None
+    with db.reading(current_app.extensions["store"]) as conn:
+        row = conn.execute(select(api_keys.c.client, api_keys.c.scopes).where(api_keys.c.digest == digest)).first()
+    entry = {"client": row.client, "scopes": json.loads(row.scopes)} if row else None
     if entry is not None:  # unknown keys are not cached: a key created a moment ago works at once
         if len(_key_cache) > 10000:
             _key_cache.clear()
@@ -129,20 +132,20 @@ def _stored_key(digest: str) -> dict | None:
     return entry
 
 
-def real_credentials_configured(config: dict, client) -> bool:
-    """GATEWAY_API_KEYS, a JWKS file, or any key created with service.apikeys (development keys left in Redis
-    by older versions do not count)."""
+def real_credentials_configured(config: dict, engine: Engine) -> bool:
+    """GATEWAY_API_KEYS, a JWKS file, or any key created with service.apikeys."""
     keys = config.get("API_KEYS") or "[]"
     if config.get("JWT_JWKS_FILE") or (json.loads(keys) if isinstance(keys, str) else keys):
         return True
-    return any(json.loads(raw).get("client") != DEVELOPMENT_CLIENT for raw in client.hvals(API_KEYS_HASH))
+    with db.reading(engine) as conn:
+        return conn.execute(select(api_keys.c.digest).where(api_keys.c.client != DEVELOPMENT_CLIENT).limit(1)).first() is not None
 
 
 def _development_principal(digest: str) -> Principal | None:
     expected = current_app.config.get("DEVELOPMENT_KEY_SHA256")
     if not expected or digest != expected:
         return None
-    if real_credentials_configured(current_app.config, current_app.extensions["redis"]):
+    if real_credentials_configured(current_app.config, current_app.extensions["store"]):
         raise AuthError("the development key is not accepted once real credentials are configured")
     return Principal(DEVELOPMENT_CLIENT, frozenset(DEVELOPMENT_SCOPES), "development-key")
 
@@ -153,7 +156,7 @@ def _verify_api_key(raw_key: str) -> Principal:
     if development:
         return development
     entry = _configured_keys().get(digest) or _stored_key(digest)
-    # A stored development key was written to Redis by versions before issue 15; it is never honoured.
+    # The development key lives in process memory only: a stored key of that client is never honoured.
     if entry is None or entry.get("client") == DEVELOPMENT_CLIENT:
         raise AuthError("unknown API key")
     return Principal(entry["client"], frozenset(entry["scopes"]), "api-key")

@@ -19,13 +19,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from mappings.errors import Issue
+from mappings.fhir_vocabulary import now_instant
+from service import bulk_quota, import_sources
 from service.outcome import error, fhir_response, operation_outcome
 from service.paging import base_url
 from service.request_body import json_body
 from store import reads
 from store.bulk import result_files
 from store.bundle_plan import TYPE_PATTERN
-from store.writes import now_instant
 from workers import bulk_export, bulk_import, queues
 
 bp = Blueprint("bulk", __name__)
@@ -57,6 +58,7 @@ def _enqueue(func, folder: Path, info: dict, kind: str, job_id: str) -> Job:
     inline = current_app.extensions.get("redis_mode") == "in-process"
     meta = {"owner": _owner(), "kind": kind, "request": request.url, "transactionTime": info["transactionTime"],
             "request_id": g.get("request_id")}
+    bulk_quota.track(_owner(), job_id)  # before the job can run: an inline job is finished (and pruned) at once
     return queues.queue(_client(), not inline).enqueue(func, str(folder), info, job_id=job_id, meta=meta,
                                                        job_timeout=BULK_JOB_TIMEOUT, result_ttl=RESULT_TTL,
                                                        failure_ttl=RESULT_TTL, description=f"bulk {kind}",
@@ -73,6 +75,9 @@ def _accepted(kind: str, job: Job) -> Response:
 # -- import ------------------------------------------------------------------------------------------------
 @bp.post("/$import")
 def kick_off_import() -> Response:
+    busy = bulk_quota.refuse_when_busy(_owner())  # before an upload of up to 1 GiB is spooled
+    if busy is not None:
+        return busy
     job_id = str(uuid.uuid4())
     folder = bulk_import.job_folder("import", job_id)
     info = {"transactionTime": now_instant(), "policy": current_app.config["REFERENCE_POLICY"], "urls": []}
@@ -112,12 +117,18 @@ def _manifest_urls(body: object) -> list[dict] | Response:
             if not isinstance(item, dict) or not isinstance(item.get("url"), str):
                 return error(400, "each input needs a url", "required", f"input[{i}].url")
             urls.append({"url": item["url"]})
+    too_many = bulk_quota.refuse_long_manifest(len(urls))
+    if too_many is not None:
+        return too_many
     if not urls:
         return error(400, "send NDJSON (Content-Type: application/fhir+ndjson), or a Parameters or manifest naming "
                      "NDJSON URLs", "required")
     bad = [u["url"] for u in urls if not u["url"].startswith(("http://", "https://"))]
     if bad:
         return error(400, f"only http(s) URLs can be imported, not {bad[0]!r}", "not-supported", "input.url")
+    status, refused = import_sources.refused_urls([u["url"] for u in urls])  # the workers must not read internal hosts
+    if refused:
+        return fhir_response(operation_outcome(refused), status)
     return urls
 
 
@@ -181,6 +192,9 @@ def _kick_off_export(level: str, members: list[str] | None) -> Response:
     info = _export_params()
     if isinstance(info, Response):
         return info
+    busy = bulk_quota.refuse_when_busy(_owner())
+    if busy is not None:
+        return busy
     info.update(level=level, members=members, transactionTime=now_instant(), procedure_history=True)
     job_id = str(uuid.uuid4())
     folder = bulk_import.job_folder("export", job_id)

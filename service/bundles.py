@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g
 
-from mappings.errors import CaseError
+from mappings.errors import InputError
 from service import fhir_http
 from service.outcome import fhir_response, operation_outcome, outcome_response
 from service.request_body import json_body
@@ -30,7 +30,7 @@ def process_bundle(bundle: object) -> Response:
         return fhir_response(_response_bundle("batch-response", outcomes))
     issues = [i for p in planned for i in p.issues]
     if issues:
-        raise CaseError(issues, 403 if all(i.code == "forbidden" for i in issues) else 400)
+        raise InputError(issues, 403 if all(i.code == "forbidden" for i in issues) else 400)
     try:
         outcomes = apply_entries(engine, planned, policy=policy)
     except TransactionFailed as exc:

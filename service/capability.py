@@ -3,7 +3,6 @@ parameters of mappings/search_parameters.json, the types of mappings/r4_resource
 service/resources.py); tests/test_rest_conformance.py checks every claim against the running routes."""
 from __future__ import annotations
 
-from mappings.fhir_validation import model_class
 from mappings.references import CANONICAL_BASE
 from service.resources import served_types
 from store.bundle_plan import SERVER_ONLY_TYPES
@@ -15,6 +14,9 @@ SEARCH_DOCS = {"token": "system|code, |code, system|, code", "reference": "Type/
                "date": "prefixes eq ne gt lt ge le sa eb ap", "string": "starts-with, case and accent insensitive",
                "uri": "exact"}
 EVERYTHING = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+# Bulk Data IG canonicals (hl7.org/fhir/uv/bulkdata): what sync clients (ours too, workers/bulk_pull.py) look for.
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+BULK_EXPORT = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"  # + export, patient-export, group-export
 
 
 def _interactions(rtype: str) -> list[str]:
@@ -44,16 +46,11 @@ def _resource(rtype: str) -> dict:
             "conditionalRead": "full-support", "conditionalUpdate": True, "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical", "local"], "searchInclude": ["*"], "searchRevInclude": ["*"]})
     if rtype == "Patient":
-        entry["operation"] = [{"name": "everything", "definition": EVERYTHING}]
+        entry["operation"] = [{"name": "everything", "definition": EVERYTHING},
+                              {"name": "export", "definition": f"{BULK_EXPORT}patient-export"}]
+    if rtype == "Group":
+        entry["operation"] = [{"name": "export", "definition": f"{BULK_EXPORT}group-export"}]
     return entry
-
-
-def _validated(rtype: str) -> bool:
-    try:
-        model_class(rtype)
-        return True
-    except (ValueError, AttributeError, KeyError):
-        return False
 
 
 def capability_statement() -> dict:
@@ -65,6 +62,7 @@ def capability_statement() -> dict:
         "kind": "instance",
         "software": {"name": "oncology-gateway", "version": SOFTWARE_VERSION},
         "implementation": {"description": "Oncology FHIR interoperability gateway"},
+        "instantiates": [BULK_DATA],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": [],
@@ -81,6 +79,7 @@ def capability_statement() -> dict:
                          "description": "OAuth2 bearer JWT (RS256/ES384) with SMART system scopes, or an API key."},
             "resource": [_resource(t) for t in types],
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
+            "operation": [{"name": "export", "definition": f"{BULK_EXPORT}export"}],
             "searchParam": [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}],
         }],
         "url": f"{CANONICAL_BASE}/CapabilityStatement/oncology-gateway",

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 
 from flask import Blueprint, Response, g, render_template, request
 
 from mappings.case_validation import check_case
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from mappings.timeline import Timeline
 from service.outcome import error
 from service.request_body import JSON_TYPES, parse_json
@@ -21,9 +22,14 @@ from service.resources import load_resource
 bp = Blueprint("extract", __name__, template_folder="templates", static_folder="static/extract",
                static_url_path="/static/extract")
 TEXT_TYPES = ("text/plain", "text/markdown")
-# Extraction costs ~0.1 s per 1,000 characters on one core: a bound keeps one request from holding a worker for
-# minutes (a long discharge summary is ~20,000 characters).
-MAX_TEXT_CHARS = 200_000
+# Extraction costs ~0.1 s per 1,000 characters on one core for a seed report, but grows faster than the length
+# (measured: 17,580 characters 0.5 s, 70,320 12 s, 200,000 82 s): a bound keeps one request from holding a
+# worker for minutes (a long discharge summary is ~20,000 characters).
+MAX_TEXT_CHARS = 50_000
+# spaCy's tokenizer strips suffixes from a whitespace-free run one character at a time, quadratic in its length
+# (8,000 '(' took 56 s): no word of a clinical note is this long, so a longer run is refused before spaCy sees it.
+MAX_WORD_CHARS = 500
+_WORD = re.compile(r"\S+")  # linear: each character is looked at once
 
 
 @bp.post("/cases/$extract")
@@ -32,15 +38,15 @@ def extract_posted() -> Response:
     mimetype = request.mimetype or ""
     raw = request.get_data(cache=False)
     if not raw:
-        raise CaseError([Issue("$", "the request body is empty", "required")])
+        raise InputError([Issue("$", "the request body is empty", "required")])
     if mimetype in TEXT_TYPES or not mimetype:
         return _answer(_decode(raw, "$"))
     if mimetype in JSON_TYPES:
         resource = parse_json(raw)
         if not isinstance(resource, dict):
-            raise CaseError([Issue("$", "send a DocumentReference or Binary resource", "structure")])
+            raise InputError([Issue("$", "send a DocumentReference or Binary resource", "structure")])
         return _answer(resource_text(resource))
-    raise CaseError([Issue("$", f"unsupported media type '{mimetype}': send text/plain, or a DocumentReference or "
+    raise InputError([Issue("$", f"unsupported media type '{mimetype}': send text/plain, or a DocumentReference or "
                                 "Binary as application/fhir+json", "not-supported")], 415)
 
 
@@ -70,7 +76,7 @@ def resource_text(resource: dict) -> str:
         attachments = [(c.get("attachment") or {}, f"$.content[{i}].attachment")
                        for i, c in enumerate(resource.get("content") or []) if isinstance(c, dict)]
     else:
-        raise CaseError([Issue("$.resourceType", f"cannot extract from a {kind!r}: send a DocumentReference or a "
+        raise InputError([Issue("$.resourceType", f"cannot extract from a {kind!r}: send a DocumentReference or a "
                                                  "Binary", "not-supported")], 422)
     for attachment, path in attachments:
         content_type = (attachment.get("contentType") or "text/plain").split(";")[0].strip()
@@ -79,24 +85,29 @@ def resource_text(resource: dict) -> str:
         try:
             raw = base64.b64decode(attachment["data"], validate=True)
         except (binascii.Error, ValueError, TypeError):
-            raise CaseError([Issue(path, "the attachment data is not base64", "invalid")], 422) from None
+            raise InputError([Issue(path, "the attachment data is not base64", "invalid")], 422) from None
         return _decode(raw, path)
-    raise CaseError([Issue("$", "no text/plain attachment with inline data to extract from", "not-found")], 422)
+    raise InputError([Issue("$", "no text/plain attachment with inline data to extract from", "not-found")], 422)
 
 
 def _decode(raw: bytes, path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CaseError([Issue(path, f"the text is not UTF-8 (byte {exc.start})", "structure")]) from None
+        raise InputError([Issue(path, f"the text is not UTF-8 (byte {exc.start})", "structure")]) from None
 
 
 def _answer(text: str) -> Response:
     if not text.strip():
-        raise CaseError([Issue("$", "the text is empty", "required")])
+        raise InputError([Issue("$", "the text is empty", "required")])
     if len(text) > MAX_TEXT_CHARS:
-        raise CaseError([Issue("$", f"the text has {len(text)} characters; at most {MAX_TEXT_CHARS} are extracted "
+        raise InputError([Issue("$", f"the text has {len(text)} characters; at most {MAX_TEXT_CHARS} are extracted "
                                     "in one request", "too-long")], 413)
+    long_word = next((m for m in _WORD.finditer(text) if m.end() - m.start() > MAX_WORD_CHARS), None)
+    if long_word:
+        raise InputError([Issue("$", f"the text has a run of more than {MAX_WORD_CHARS} characters without a space at "
+                                    f"offset {long_word.start()}; such text is not extracted (its cost grows with the "
+                                    "square of the run)", "too-costly")], 413)
     # spaCy takes seconds to import: only when text is extracted, not when the gateway starts.
     from narrative import extract_drafts
 
@@ -112,6 +123,6 @@ def _issues(case: dict) -> list[dict]:
     try:
         check_case(case)
         Timeline(case)
-    except CaseError as exc:
+    except InputError as exc:
         return [{"expression": i.path, "diagnostics": i.message, "code": i.code} for i in exc.issues]
     return []

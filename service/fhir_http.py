@@ -7,7 +7,7 @@ import email.utils
 
 from flask import Response, request
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from service.outcome import FHIR_JSON, fhir_response, operation_outcome
 from store.reads import Stored
 
@@ -20,10 +20,10 @@ def check_format() -> None:
     """Only JSON is served: `_format=xml` or an Accept that admits no JSON is 406 (http.html#mime-type)."""
     fmt = request.args.get("_format")
     if fmt and fmt not in JSON_FORMATS:
-        raise CaseError([Issue("?_format", f"_format {fmt!r} is not served; this server speaks application/fhir+json", "not-supported")], 406)
+        raise InputError([Issue("?_format", f"_format {fmt!r} is not served; this server speaks application/fhir+json", "not-supported")], 406)
     accept = request.accept_mimetypes
     if request.headers.get("Accept") and not fmt and not (accept.best_match([FHIR_JSON, "application/json"])):
-        raise CaseError([Issue("Accept", f"cannot answer in {request.headers['Accept']!r}; this server speaks application/fhir+json",
+        raise InputError([Issue("Accept", f"cannot answer in {request.headers['Accept']!r}; this server speaks application/fhir+json",
                                "not-supported")], 406)
 
 

@@ -8,14 +8,14 @@ import redis
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from service.outcome import FHIR_JSON, error, fhir_response
 from service.paging import searchset
 from store import reads
+from summaries.line_summary import cached_summary
 from treatment_lines.aggregate import aggregate
 from treatment_lines.fhir_output import lines_to_fhir
 from workers.queues import enqueue_summaries
-from workers.summaries import cached_summary
 
 bp = Blueprint("lines", __name__)
 log = logging.getLogger("gateway.lines")
@@ -54,7 +54,7 @@ def _since_ms() -> int | None:
     try:
         return reads.instant_ms(since)
     except ValueError:
-        raise CaseError([Issue("?_since", f"{since!r} is not a FHIR instant", "value")]) from None
+        raise InputError([Issue("?_since", f"{since!r} is not a FHIR instant", "value")]) from None
 
 
 @bp.get("/treatment-lines")

@@ -17,10 +17,6 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # always fullmatch: "$" also m
 log = logging.getLogger("gateway.request")
 
 
-def current_request_id() -> str | None:
-    return g.get("request_id") if g else None
-
-
 def install(app: Flask) -> None:
     @app.before_request
     def start() -> None:

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from workers.sync_keys import UPSTREAM_ERRORS
+from store import counters
 
 REQUESTS = Counter("gateway_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("gateway_request_seconds", "HTTP request latency", ["route"],
@@ -41,8 +41,8 @@ class QueueCollector:
                 lengths.add_metric([queue.name], queue.count)
                 for state, registry in (("started", StartedJobRegistry), ("finished", FinishedJobRegistry), ("failed", FailedJobRegistry)):
                     jobs.add_metric([queue.name, state], registry(queue=queue).count)
-            for name, count in self.client.hgetall(UPSTREAM_ERRORS).items():
-                errors.add_metric([name.decode()], float(count))
+            for name, count in counters.upstream_errors(self.client).items():
+                errors.add_metric([name], count)
         except redis.RedisError:
             pass
         yield from (lengths, jobs, errors)

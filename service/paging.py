@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from flask import current_app, request
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
@@ -18,7 +18,7 @@ def page_params(params: dict[str, list[str]]) -> tuple[int, int]:
     for name, default, upper in (("_count", DEFAULT_COUNT, MAX_COUNT), ("_offset", 0, None)):
         raw = params.get(name, [str(default)])[-1]
         if not raw.isdigit() or (name == "_count" and int(raw) == 0):
-            raise CaseError([Issue(f"?{name}", f"{name} must be a {'positive' if name == '_count' else 'non-negative'} integer, got {raw!r}", "value")])
+            raise InputError([Issue(f"?{name}", f"{name} must be a {'positive' if name == '_count' else 'non-negative'} integer, got {raw!r}", "value")])
         values[name] = min(int(raw), upper) if upper else int(raw)
     return values["_count"], values["_offset"]
 

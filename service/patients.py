@@ -6,9 +6,9 @@ from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, current_app, g, request
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from registry.procedure_history import procedure_history, public, to_csv
-from service import fhir_http
+from service import fhir_http, rate_limit
 from service.metrics import record_cache
 from service.outcome import FHIR_JSON, error, fhir_response
 from service.paging import DEFAULT_COUNT, MAX_COUNT, base_url, searchset
@@ -53,7 +53,7 @@ def _everything_params(pairs: list[tuple[str, str]]) -> dict[str, object]:
     if cursor_raw and not cursor_raw.isdigit():
         issues.append(Issue("?_cursor", "_cursor is not one this server gave", "value"))
     if issues:
-        raise CaseError(issues)
+        raise InputError(issues)
     return {"since": since, "types": types, "count": min(int(count_raw), MAX_COUNT),
             "cursor": int(cursor_raw) if cursor_raw else None}
 
@@ -76,6 +76,7 @@ def _everything_body(pid: str, q: dict, version: int) -> bytes:
 
 @bp.get("/Patient/<pid>/$everything")
 @bp.post("/Patient/<pid>/$everything")
+@rate_limit.deferred  # a cached read is one Redis round trip: the rate count goes in the cache lookup's pipeline
 def everything(pid: str) -> Response:
     fhir_http.check_format()
     pairs = parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
@@ -90,8 +91,22 @@ def everything(pid: str) -> Response:
     tag = patient_cache.etag(pid, version, variant)
     if request.if_none_match and tag in [t.strip() for t in request.headers["If-None-Match"].split(",")]:
         return Response(status=304, headers={"ETag": tag})
-    body, tag, hit = patient_cache.cached_view(_redis(), pid, version, variant, lambda: _everything_body(pid, q, version),
-                                               lambda: reads.patient_version(_engine(), pid))
+    checks: list = []
+
+    def count_request(pipe) -> int:
+        size, check = rate_limit.queue_hit(pipe)
+        checks.append(check)
+        return size
+
+    body, counted = patient_cache.get_after(_redis(), pid, version, variant, count_request)
+    if checks:
+        checks[0](counted)  # a client over its limit gets 429 here, before any bundle is built or served
+    else:
+        rate_limit.take_pending()  # no Redis: counted (or not) the usual way
+    hit = body is not None
+    if body is None:
+        body = patient_cache.build_and_put(_redis(), pid, version, variant, lambda: _everything_body(pid, q, version),
+                                           lambda: reads.patient_version(_engine(), pid))
     record_cache(hit)
     return Response(body, mimetype=FHIR_JSON, headers={"ETag": tag, "X-Cache": "hit" if hit else "miss"})
 
@@ -104,12 +119,12 @@ def _parameters_body() -> list[tuple[str, str]]:
 
     body = json_body()
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise CaseError([Issue("$", "POST $everything takes a Parameters resource", "invalid")])
+        raise InputError([Issue("$", "POST $everything takes a Parameters resource", "invalid")])
     pairs = []
     for i, p in enumerate(body.get("parameter", [])):
         values = [v for k, v in p.items() if k.startswith("value")] if isinstance(p, dict) else []
         if not values or not isinstance(values[0], (str, int)):
-            raise CaseError([Issue(f"Parameters.parameter[{i}]", "each parameter needs a primitive value[x]", "invalid")])
+            raise InputError([Issue(f"Parameters.parameter[{i}]", "each parameter needs a primitive value[x]", "invalid")])
         pairs.append((str(p.get("name")), str(values[0])))
     return pairs
 

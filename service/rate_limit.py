@@ -1,15 +1,25 @@
-"""Per-client rate limits (Flask-Limiter, counters in Redis so every gateway process shares them), and a
-per-address limit on failed authentications that is checked before any credential is verified."""
+"""Per-client rate limits (a fixed window per client, counters in Redis so every gateway process shares them),
+and a per-address limit on failed authentications that is checked before any credential is verified.
+
+The per-client count costs one Redis round trip (INCR, EXPIRE) before the handler runs. A view marked
+@deferred (the cached $everything) sends those two commands in the pipeline of its own first Redis call
+instead, so that a cached read is one round trip; whatever way such a view ends, the count is taken and a
+client over its limit gets the 429, never the view's answer.
+"""
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+import redis
 from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limiter
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from werkzeug.exceptions import TooManyRequests
 
 from mappings.errors import Issue
 from service import scopes
@@ -75,19 +85,110 @@ def too_many_failures() -> Response:
     return response
 
 
-def install(app: Flask) -> Limiter:
+class ClientLimit:
+    """GATEWAY_RATE_LIMIT ("1200/minute", the `limits` syntax) per client, over every route together: a fixed
+    window counted in Redis under ratelimit:{<client>}:<window number>. With Redis down nothing is counted and
+    requests go on (the handlers answer uncached or 503): a limiter must never turn an outage into 500s."""
+
+    def __init__(self, client: redis.Redis, spec: str) -> None:
+        item = parse(spec)
+        self.client, self.amount, self.seconds = client, item.amount, item.get_expiry()
+        self.spec, self.enabled = spec, True
+
+    def queue(self, pipe) -> Callable[[list], None]:
+        """Add this request's count to pipe; the returned check takes pipe.execute()'s results (these two
+        first) and raises TooManyRequests when the client is over its limit."""
+        now = time.time()
+        window = int(now // self.seconds)
+        key = f"ratelimit:{{{_client_key()}}}:{window}"
+        pipe.incr(key)
+        pipe.expire(key, self.seconds + 1)
+        retry_after = max(1, int((window + 1) * self.seconds - now + 0.999))
+
+        def check(results: list) -> None:
+            if int(results[0]) > self.amount:
+                raise TooManyRequests(f"rate limit exceeded: {self.spec} per client; retry after {retry_after} s",
+                                      retry_after=retry_after)
+        return check
+
+    def hit(self) -> None:
+        """Count this request now (one round trip); TooManyRequests when over the limit."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            check = self.queue(pipe)
+            results = pipe.execute()
+        except redis.RedisError:
+            log.warning("rate-limit counter unavailable")
+            return
+        check(results)
+
+
+V = TypeVar("V", bound=Callable[..., object])
+
+
+def deferred(view: V) -> V:
+    """The view counts the request in its own first Redis pipeline (queue_hit); if it ends without doing so
+    (an early answer, an error), the count is taken here, and a client over its limit gets the 429 instead."""
+    @functools.wraps(view)
+    def counted(*args, **kwargs):
+        try:
+            answer = view(*args, **kwargs)
+        except TooManyRequests:
+            raise
+        except Exception:
+            take_pending()
+            raise
+        take_pending()
+        return answer
+
+    counted.rate_limit_deferred = True  # type: ignore[attr-defined]
+    return counted  # type: ignore[return-value]
+
+
+def _limit() -> ClientLimit | None:
+    limit = current_app.extensions.get("rate_limit")
+    return limit if limit is not None and limit.enabled else None
+
+
+def queue_hit(pipe) -> tuple[int, Callable[[list | None], None]]:
+    """In a @deferred view: this request's count, added at the head of the view's pipeline. (how many results
+    of pipe.execute() are the count's, a check to call with those results, or None when the pipeline failed)."""
+    limit = _limit() if g.pop("rate_limit_pending", False) else None
+    if limit is None:
+        return 0, lambda results: None
+    check = limit.queue(pipe)
+
+    def checked(results: list | None) -> None:
+        if results is None:
+            log.warning("rate-limit counter unavailable")
+            return
+        check(results)
+    return 2, checked
+
+
+def take_pending() -> None:
+    """Count a @deferred view's request now, unless it has been counted already."""
+    if g.pop("rate_limit_pending", False) and (limit := _limit()) is not None:
+        limit.hit()
+
+
+def install(app: Flask) -> ClientLimit:
     storage = app.extensions.get("redis_url") or "memory://"
-    # While Redis is down, requests fail with 503 in the handlers; the limiter must not turn that into 500s.
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.extensions["auth_failure_limit"] = (FixedWindowRateLimiter(storage_from_string(storage)),
                                             parse(app.config["AUTH_FAILURE_LIMIT"]))
-    # No X-RateLimit-* headers: computing them costs a second Redis round trip on every request (measured in
-    # bench/gateway.py); a 429 still carries Retry-After, set by the error handler.
-    limiter = Limiter(key_func=_client_key, app=app, storage_uri=storage, default_limits=[app.config["RATE_LIMIT"]],
-                      headers_enabled=False, key_prefix="ratelimit")
+    # No X-RateLimit-* headers: they would cost a second Redis round trip on every request (bench/gateway.py);
+    # a 429 carries Retry-After, set by the error handler from TooManyRequests.retry_after.
+    limit = ClientLimit(app.extensions["redis"], app.config["RATE_LIMIT"])
+    app.extensions["rate_limit"] = limit
 
-    @limiter.request_filter
-    def exempt() -> bool:
-        return scopes.is_public(request.path)
+    @app.before_request
+    def count_request() -> None:
+        if not limit.enabled or scopes.is_public(request.path):
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        if getattr(view, "rate_limit_deferred", False):
+            g.rate_limit_pending = True
+            return
+        limit.hit()
 
-    return limiter
+    return limit

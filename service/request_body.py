@@ -5,7 +5,7 @@ import json
 
 from flask import request
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 # Deepest nesting accepted in a body. The seed Bundles nest 12 levels; every reader downstream (validation,
@@ -28,14 +28,14 @@ def _too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
 
 
 def parse_json(raw: bytes) -> object:
-    """Parsed JSON of a request body; CaseError 400 for bad encoding, bad JSON or nesting beyond MAX_DEPTH."""
-    too_deep = CaseError([Issue("$", f"the body nests deeper than {MAX_DEPTH} levels", "too-long")])
+    """Parsed JSON of a request body; InputError 400 for bad encoding, bad JSON or nesting beyond MAX_DEPTH."""
+    too_deep = InputError([Issue("$", f"the body nests deeper than {MAX_DEPTH} levels", "too-long")])
     try:
         parsed = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise CaseError([Issue("$", f"the body is not UTF-8 (byte {exc.start})", "structure")]) from None
+        raise InputError([Issue("$", f"the body is not UTF-8 (byte {exc.start})", "structure")]) from None
     except json.JSONDecodeError as exc:
-        raise CaseError([Issue("$", f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "structure")]) from None
+        raise InputError([Issue("$", f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "structure")]) from None
     except RecursionError:  # the C decoder recurses once per level
         raise too_deep from None
     if _too_deep(parsed):
@@ -44,11 +44,11 @@ def parse_json(raw: bytes) -> object:
 
 
 def json_body() -> object:
-    """The parsed body; CaseError (400/415 by its issue code) for wrong media type, bad encoding or bad JSON."""
+    """The parsed body; InputError (400/415 by its issue code) for wrong media type, bad encoding or bad JSON."""
     mimetype = request.mimetype or ""
     if mimetype and mimetype not in JSON_TYPES:
-        raise CaseError([Issue("$", f"unsupported media type '{mimetype}': send application/json or application/fhir+json", "not-supported")], 415)
+        raise InputError([Issue("$", f"unsupported media type '{mimetype}': send application/json or application/fhir+json", "not-supported")], 415)
     raw = request.get_data(cache=False)
     if not raw:
-        raise CaseError([Issue("$", "the request body is empty", "required")])
+        raise InputError([Issue("$", "the request body is empty", "required")])
     return parse_json(raw)

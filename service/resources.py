@@ -11,14 +11,15 @@ from urllib.parse import parse_qsl, urlencode
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
+from mappings.fhir_vocabulary import instant
 from service import fhir_http
 from service.outcome import error, fhir_response, operation_outcome
 from service.paging import base_url
 from service.request_body import json_body
 from store import reads
 from store.bundle_plan import plan_bundle
-from store.writes import EntryOutcome, TransactionFailed, apply_entries, instant
+from store.writes import EntryOutcome, TransactionFailed, apply_entries
 
 bp = Blueprint("resources", __name__)
 HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT = 50, 1000
@@ -47,7 +48,7 @@ def _require_type(rtype: str) -> None:
     allowed = _other_methods(request.path)
     if allowed:  # one of the gateway's own routes (/cases, /sync, ...) asked with a method it does not take
         raise MethodNotAllowed(valid_methods=allowed)
-    raise CaseError([Issue("$", f"'{rtype}' is not a FHIR R4 resource type", "not-found")], 404)
+    raise InputError([Issue("$", f"'{rtype}' is not a FHIR R4 resource type", "not-found")], 404)
 
 
 def _other_methods(path: str) -> list[str]:
@@ -114,11 +115,11 @@ def _single(entry: dict, rtype: str) -> EntryOutcome:
     criteria = "If-None-Exist" if "ifNoneExist" in entry["request"] else "url"
     if planned.issues:
         forbidden = all(i.code == "forbidden" for i in planned.issues)  # AuditEvent: written by this server only
-        raise CaseError([_rest_path(i, rtype, criteria) for i in planned.issues], 403 if forbidden else 400)
+        raise InputError([_rest_path(i, rtype, criteria) for i in planned.issues], 403 if forbidden else 400)
     try:
         (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"])
-    except (TransactionFailed, CaseError) as exc:
-        raise CaseError([_rest_path(i, rtype, criteria) for i in exc.issues], exc.status) from None
+    except (TransactionFailed, InputError) as exc:
+        raise InputError([_rest_path(i, rtype, criteria) for i in exc.issues], exc.status) from None
     _audit(*outcome.patients, outcome.patient)
     hook = current_app.extensions.get("after_write")
     if hook:
@@ -139,7 +140,7 @@ def _body_resource(rtype: str) -> dict:
     body = json_body()
     if not isinstance(body, dict) or body.get("resourceType") != rtype:
         found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
-        raise CaseError([Issue(f"{rtype}.resourceType", f"the body must be a {rtype}, got {found!r}", "invalid")])
+        raise InputError([Issue(f"{rtype}.resourceType", f"the body must be a {rtype}, got {found!r}", "invalid")])
     return body
 
 
@@ -178,7 +179,7 @@ def _create_request(rtype: str) -> dict:
     criteria = [(k, v) for k, v in parse_qsl(_query(), keep_blank_values=True) if k != "_format"]
     if criteria:
         if "ifNoneExist" in req:
-            raise CaseError([Issue("If-None-Exist", "give the criteria of a conditional create once: in If-None-Exist or "
+            raise InputError([Issue("If-None-Exist", "give the criteria of a conditional create once: in If-None-Exist or "
                                    "in the query, not both", "invalid")])
         req["ifNoneExist"] = urlencode(criteria)
     return req
@@ -281,7 +282,7 @@ def _history(rtype: str | None, rid: str | None, path: str) -> Response:
     unknown = sorted(set(params) - {"_since", "_count", "_at", "_page_before", "_format"})
     if unknown or params.get("_at"):
         name = unknown[0] if unknown else "_at"
-        raise CaseError([Issue(f"?{name}", f"'{name}' is not supported on history (use _since, _count)", "not-supported")])
+        raise InputError([Issue(f"?{name}", f"'{name}' is not supported on history (use _since, _count)", "not-supported")])
     count = _int_param("_count", HISTORY_DEFAULT_COUNT, HISTORY_MAX_COUNT) or HISTORY_DEFAULT_COUNT
     since = _instant_param("_since")
     before = _int_param("_page_before", None, None)
@@ -313,7 +314,7 @@ def _int_param(name: str, default: int | None, upper: int | None) -> int | None:
         return default
     # 18 digits fit the BIGINT the value is compared with; a longer one would fail in the database (a 500)
     if not raw.isdigit() or int(raw) == 0 or len(raw) > 18:
-        raise CaseError([Issue(f"?{name}", f"{name} must be a positive integer, got {raw!r}", "value")])
+        raise InputError([Issue(f"?{name}", f"{name} must be a positive integer, got {raw!r}", "value")])
     return min(int(raw), upper) if upper else int(raw)
 
 
@@ -324,5 +325,5 @@ def _instant_param(name: str) -> int | None:
     try:
         return reads.instant_ms(raw)
     except ValueError:
-        raise CaseError([Issue(f"?{name}", f"{raw!r} is not a FHIR instant", "value")]) from None
+        raise InputError([Issue(f"?{name}", f"{raw!r} is not a FHIR instant", "value")]) from None
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from mappings.fhir_validation import model_class
 from service.outcome import operation_outcome
 from service.paging import base_url
@@ -28,7 +28,7 @@ def search_bundle(engine: Engine, rtype: str, params: list[tuple[str, str]], pat
     """(searchset Bundle, patients whose data it carries)."""
     cursors = [v for k, v in params if k == "_cursor"]
     if len(cursors) > 1:
-        raise CaseError([Issue("?_cursor", "one _cursor at most", "value")])
+        raise InputError([Issue("?_cursor", "one _cursor at most", "value")])
     query = [(k, v) for k, v in params if k not in ("_cursor", "_format")]
     with db.reading(engine) as conn:
         result = search(conn, rtype, query, lenient=lenient, cursor=cursors[0] if cursors else None, patient=patient)
@@ -62,7 +62,7 @@ def summary_elements(rtype: str) -> frozenset[str]:
     """The top-level elements R4 marks isSummary for a type (as fhir.resources records them)."""
     fields = model_class(rtype).model_fields
     return frozenset(f.alias or name for name, f in fields.items()
-                     if (f.json_schema_extra or {}).get("summary_element_property"))  # type: ignore[union-attr]
+                     if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("summary_element_property"))
 
 
 def _subset(resource: dict, elements: list[str] | None, summary: str | None) -> dict:

@@ -9,8 +9,9 @@ from enum import Enum
 from flask import Blueprint, Response, current_app, request, g
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from service.outcome import error
 from service.request_body import json_body
 from store import reads
@@ -25,6 +26,7 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 class JobState(str, Enum):
     QUEUED = "queued"
+    RETRYING = "retrying"  # an attempt failed; RQ has it scheduled (or queued) for the next one
     STARTED = "started"
     FINISHED = "finished"
     FAILED = "failed"
@@ -70,6 +72,8 @@ def job_requeue(job_id: str) -> Response:
     job = _job(job_id)
     if job.get_status() != JobStatus.FAILED:
         return error(409, f"job {job_id} is {RQ_STATES.get(job.get_status(), job.get_status()).value}; only failed jobs can be re-queued", "conflict")
+    job.meta.pop("lastError", None)  # a fresh run by hand, not a retry: the view says queued until it starts
+    job.save_meta()
     try:
         job.requeue()
     except InvalidJobOperation:
@@ -82,7 +86,7 @@ def list_conflicts() -> Response:
     status = request.args.get("status", "open")
     if status not in ("open", "all", "resolved-keep-local", "resolved-keep-upstream"):
         return error(400, "status must be open, all, resolved-keep-local or resolved-keep-upstream", "value", "?status")
-    found = conflicts.list_all(_client(), request.args.get("upstream"), None if status == "all" else status)
+    found = conflicts.list_all(current_app.extensions["store"], request.args.get("upstream"), None if status == "all" else status)
     return _json({"total": len(found), "conflicts": found})
 
 
@@ -90,14 +94,14 @@ def list_conflicts() -> Response:
 def resolve_conflict(cid: str) -> Response:
     body = json_body()
     if not isinstance(body, dict) or body.get("keep") not in conflicts.KEEP or set(body) - {"keep"}:
-        raise CaseError([Issue("keep", 'the body must be {"keep": "local"} or {"keep": "upstream"}', "value")])
-    entry = conflicts.get(_client(), cid) if JOB_ID.match(cid) else None
+        raise InputError([Issue("keep", 'the body must be {"keep": "local"} or {"keep": "upstream"}', "value")])
+    entry = conflicts.get(current_app.extensions["store"], cid) if JOB_ID.match(cid) else None
     if entry is None:
         return error(404, f"no conflict {cid!r}", "not-found")
     if entry["status"] != "open":
         return error(409, f"conflict {cid} is already {entry['status']}", "conflict")
     rtype, rid = entry["resource"].split("/", 1)
-    conflicts.resolve(_client(), entry, body["keep"], reads.current(current_app.extensions["store"], rtype, rid))
+    conflicts.resolve(current_app.extensions["store"], entry, body["keep"], reads.current(current_app.extensions["store"], rtype, rid))
     patient = f"Patient/{entry['patient']}" if entry.get("patient") else None
     # The next push of the patient carries the chosen side over (see workers/conflicts.py).
     return _accepted(queues.enqueue(_client(), jobs.push, entry["upstream"], patient, is_async=not _inline(),
@@ -108,23 +112,42 @@ def describe(job: Job) -> dict:
     """The public view of a job: state, progress, result summary or failure reason."""
     rq_status = job.get_status()
     state = RQ_STATES.get(rq_status, JobState.QUEUED)
+    # RQ never marks a failed attempt FAILED while retries are left: it schedules the retry at once and records
+    # no failure Result, so the reason comes from the worker's note (workers.queues.note_failed_attempt).
+    last_error = job.meta.get("lastError")
+    if state is JobState.QUEUED and last_error:
+        state = JobState.RETRYING
     args = list(job.args) + [None, None]
-    body = {"id": job.id, "status": state.value, "kind": job.func_name.rsplit(".", 1)[-1], "upstream": args[0],
+    body = {"id": job.id, "status": state.value, "kind": (job.func_name or "").rsplit(".", 1)[-1], "upstream": args[0],
             "patient": args[1], "progress": job.meta.get("progress", {"done": 0, "total": None}),
             "retriesLeft": job.retries_left, "enqueuedAt": _iso(job.enqueued_at), "startedAt": _iso(job.started_at),
             "endedAt": _iso(job.ended_at)}
+    if job.meta.get("pull"):
+        # How a pull went: {mode: bulk-export | search, fallback?: why not by export} (workers/bulk_pull.py)
+        body["pull"] = {**job.meta["pull"], **({"export": job.meta["export"]} if job.meta.get("export") else {})}
     if state is JobState.FINISHED:
         body["result"] = job.return_value()
-    if state is JobState.FAILED or (rq_status == JobStatus.SCHEDULED and job.latest_result()):
-        body["error"] = _reason(job)
+    if state is JobState.FAILED:
+        body["error"] = _reason(job) or last_error
+    elif state is JobState.RETRYING:
+        body["error"] = last_error
+        if rq_status == JobStatus.SCHEDULED:
+            body["retryAt"] = _iso(_scheduled_at(job))
     return body
+
+
+def _scheduled_at(job: Job):
+    try:
+        return ScheduledJobRegistry(job.origin, connection=job.connection).get_scheduled_time(job)
+    except NoSuchJobError:
+        return None  # moved to the queue between the two reads
 
 
 def _sync_request() -> tuple[str, str | None]:
     """(upstream name, patient reference or None) from an optional JSON body."""
     body = json_body() if request.get_data(cache=True) else {}
     if not isinstance(body, dict):
-        raise CaseError([Issue("$", "the body must be a JSON object {upstream?, patient?}", "structure")])
+        raise InputError([Issue("$", "the body must be a JSON object {upstream?, patient?}", "structure")])
     issues = [Issue(k, f"unknown field {k!r} (allowed: upstream, patient)", "structure") for k in body if k not in ("upstream", "patient")]
     upstream, patient = body.get("upstream"), body.get("patient")
     if upstream is not None and not isinstance(upstream, str):
@@ -132,24 +155,24 @@ def _sync_request() -> tuple[str, str | None]:
     if patient is not None and (not isinstance(patient, str) or not PATIENT_REF.match(patient)):
         issues.append(Issue("patient", "patient must be a reference 'Patient/<id>'", "value"))
     if issues:
-        raise CaseError(issues)
+        raise InputError(issues)
     try:
         return resolve(upstream).name, patient
     except UnknownUpstream as exc:
-        raise CaseError([Issue("upstream", str(exc), "not-found")]) from None
+        raise InputError([Issue("upstream", str(exc), "not-found")]) from None
     except ConfigError as exc:
-        raise CaseError([Issue("$", f"sync is misconfigured: {exc}", "exception")], 503) from None
+        raise InputError([Issue("$", f"sync is misconfigured: {exc}", "exception")], 503) from None
 
 
 def _job(job_id: str) -> Job:
     if not JOB_ID.match(job_id):
-        raise CaseError([Issue("id", f"no job {job_id!r}", "not-found")], 404)
+        raise InputError([Issue("id", f"no job {job_id!r}", "not-found")], 404)
     try:
         job = Job.fetch(job_id, connection=_client())
     except NoSuchJobError:
-        raise CaseError([Issue("id", f"no job {job_id!r}", "not-found")], 404) from None
+        raise InputError([Issue("id", f"no job {job_id!r}", "not-found")], 404) from None
     if job.origin != queues.QUEUE_NAME:
-        raise CaseError([Issue("id", f"no job {job_id!r}", "not-found")], 404)
+        raise InputError([Issue("id", f"no job {job_id!r}", "not-found")], 404)
     return job
 
 

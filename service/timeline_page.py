@@ -6,29 +6,26 @@ treatment-line summary's proven bounds; tumour markers are placed on the same pa
 from __future__ import annotations
 
 import json
-import re
 
 from flask import Blueprint, Response, current_app, g, render_template
 from markupsafe import Markup
 
+from mappings.fhir_vocabulary import EVENT_TIME_URL, TUMOR_MARKER_PROFILE
 from service import timeline_svg
 from service.outcome import error
 from store import patient_cache, reads
+from summaries.line_summary import cached_summary, variant as summary_variant
 from treatment_lines.report import time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.timeline import Timeline
-from workers.summaries import cached_summary, variant as summary_variant
 
 bp = Blueprint("timeline_page", __name__, template_folder="templates")
 
-TUMOUR_MARKER_PROFILE = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-tumor-marker-test"
-EVENT_TIME = "https://oncology-gateway.example.org/fhir/StructureDefinition/event-time"
 IGNORED_STATUSES = {"entered-in-error", "cancelled", "registered"}
 OUTCOME_KEYS = ("bestRadiologicalResponse", "syndromeControl", "biomarkerResponse")
 INTERPRETATIONS = {"H": "high", "HH": "critically high", "HU": "significantly high", "L": "low", "LL": "critically low",
                    "LU": "significantly low", "N": "normal", "A": "abnormal", "AA": "critically abnormal",
                    "POS": "positive", "NEG": "negative"}
-ABBREVIATION = re.compile(r"\(([0-9A-Z][0-9A-Z\-/]{1,9})\)")
 
 
 @bp.get("/Patient/<pid>/timeline")
@@ -88,7 +85,7 @@ def _used_by_lines(index: ResourceIndex, summary: dict) -> dict[str, set[int]]:
 
 def _is_marker(obs: dict, used: bool) -> bool:
     valued = "valueQuantity" in obs or bool(obs.get("interpretation"))
-    profiled = TUMOUR_MARKER_PROFILE in ((obs.get("meta") or {}).get("profile") or [])
+    profiled = TUMOR_MARKER_PROFILE in ((obs.get("meta") or {}).get("profile") or [])
     return valued and (profiled or used)
 
 
@@ -117,13 +114,13 @@ def _relation(key: str, tl: Timeline, index: ResourceIndex, summary: dict, lines
 
 
 def _concept_text(concept: dict) -> str:
-    coding = next(iter(concept.get("coding") or []), {})
+    coding: dict = next(iter(concept.get("coding") or []), {})
     return concept.get("text") or coding.get("display") or coding.get("code") or "Observation"
 
 
 def short_name(text: str) -> str:
     """'24 h urine 5-hydroxyindoleacetic acid (5-HIAA)' -> '5-HIAA'; otherwise the text itself."""
-    found = ABBREVIATION.search(text)
+    found = timeline_svg.ABBREVIATION.search(text)
     return found.group(1) if found else text
 
 
@@ -148,6 +145,6 @@ def _value(obs: dict, interpretation: str | None) -> str:
 
 def _event_time_text(obs: dict) -> str | None:
     for ext in obs.get("extension") or []:
-        if ext.get("url") == EVENT_TIME:
+        if ext.get("url") == EVENT_TIME_URL:
             return next((e.get("valueString") for e in ext.get("extension") or [] if e.get("url") == "text"), None)
     return None

@@ -10,8 +10,11 @@ import datetime as dt
 import math
 import re
 from collections import Counter
-from html import escape
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 WIDTH = 1180
 LABEL_X, LABEL_W = 14, 292          # lane labels and components
@@ -28,8 +31,11 @@ ABBREVIATION = re.compile(r"\(([0-9A-Z][0-9A-Z\-/]{1,9})\)")
 MAX_LABEL = 300
 
 
-def esc(text) -> str:
-    return escape(str(text), quote=True)
+# The markup lives in templates/timeline_chart.svg (autoescaped macros); this module does the layout.
+_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                   undefined=StrictUndefined, keep_trailing_newline=False)
+_ENV.filters["f1"] = lambda value: f"{value:.1f}"
+SVG: Any = _ENV.get_template("timeline_chart.svg").module  # its macros, called as SVG.<name>(...)
 
 
 def fit(text: str, width: float, size: float) -> str:
@@ -49,11 +55,6 @@ def wrap(text: str, width: float, size: float, most: int = 2) -> list[str]:
             current = f"{current} {word}".strip()
     lines.append(current)
     return lines[: most - 1] + [fit(" ".join(lines[most - 1:]), width, size)] if len(lines) > most else lines
-
-
-def tspans(lines: list[str], x: float) -> str:
-    return "".join(f'<tspan x="{x:.1f}"{" dy=" + chr(34) + str(ROW - 2) + chr(34) if i else ""}>{esc(t)}</tspan>'
-                   for i, t in enumerate(lines))
 
 
 def text_width(text: str, size: float) -> float:
@@ -99,7 +100,7 @@ def time_label(span: dict | None) -> str:
         return "time not recorded"
     if low == high or (low is not None and high is not None and precision in ("day", "month", "year")):
         return f"{prefix}{low}"  # within its precision: an age in completed years, a date as written
-    if frame == "age" and None not in (low, high) and float(low).is_integer() and float(high) - float(low) <= 1.02:
+    if frame == "age" and low is not None and high is not None and float(low).is_integer() and float(high) - float(low) <= 1.02:
         return f"{prefix}{low}"  # an age in completed years: the whole year of age
     if high is None:
         return f"{prefix}≥ {low}"
@@ -148,7 +149,7 @@ class Chart:
                   for v in (number(self.frame, s.get("low")), number(self.frame, s.get("high"))) if v is not None]
         self.scale = Scale(self.frame, values)
         self.unplaced: list[str] = []
-        self.parts: list[str] = []
+        self.parts: list[Markup] = []
 
     def _spans(self) -> list[dict]:
         s = self.summary
@@ -167,40 +168,28 @@ class Chart:
         return None if value is None else self.scale.x(value)
 
     def svg(self) -> str:
-        y = 58
+        y: float = 58  # an int until a lane adds fractions: the height is written as computed
         y = self._events(y)
         y = self._markers(y)
         lanes_top = y
         for line in self.lines:
             y = self._lane(line, y)
-        body = "".join(self.parts)
+        body = Markup("").join(self.parts)
         self.parts = []
         self._grid(lanes_top, y)
-        grid = "".join(self.parts)
-        height = y + 16
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {height}" '
-                f'width="{WIDTH}" height="{height}" aria-labelledby="chart-title" data-frame="{self.frame}">'
-                f'<title id="chart-title">Treatment timeline: {len(self.lines)} lines of therapy, '
-                f'{esc(Scale.AXIS[self.frame].lower())}</title>{defs()}{grid}{body}</svg>')
+        grid = Markup("").join(self.parts)
+        title = f"Treatment timeline: {len(self.lines)} lines of therapy, {Scale.AXIS[self.frame].lower()}"
+        return str(SVG.chart(WIDTH, y + 16, self.frame, title, SVG.defs(), grid, body))
 
     # -- axis and grid -------------------------------------------------------------------------
     def _grid(self, lanes_top: float, bottom: float) -> None:
-        p, s = self.parts, self.scale
-        p.append(f'<text class="col-head" x="{LABEL_X}" y="22" data-kind="heading">Line of therapy</text>')
-        p.append(f'<text class="col-head" x="{OUT_X}" y="22" data-kind="heading">Outcomes and end of line</text>')
-        p.append(f'<text class="col-head" x="{(X0 + X1) / 2:.1f}" y="22" text-anchor="middle" data-kind="axis-title">'
-                 f'{esc(Scale.AXIS[self.frame])}</text>')
-        p.append(f'<g class="axis"><title>{esc(Scale.AXIS[self.frame])}</title>')
-        for value in s.ticks():
-            x = s.x(value)
-            p.append(f'<line class="grid" x1="{x:.1f}" y1="44" x2="{x:.1f}" y2="{bottom:.1f}"/>'
-                     f'<text class="tick" x="{x:.1f}" y="40" text-anchor="middle" data-kind="tick">{s.tick_label(value)}</text>')
-        p.append(f'<line class="axis-line" x1="{X0}" y1="44" x2="{X1}" y2="44"/></g>')
+        p, s, axis = self.parts, self.scale, Scale.AXIS[self.frame]
+        p.append(SVG.headings(LABEL_X, OUT_X, (X0 + X1) / 2, axis))
+        p.append(SVG.axis(axis, [(s.x(value), s.tick_label(value)) for value in s.ticks()], X0, X1, bottom))
         death = self.summary.get("death") or {}
         x = self.on_axis(death.get("time"))
         if x is not None:
-            p.append(f'<line class="death-line" x1="{x:.1f}" y1="44" x2="{x:.1f}" y2="{bottom:.1f}">'
-                     f'<title>Death, {esc(time_label(death["time"]))}: end of follow-up</title></line>')
+            p.append(SVG.death_line(x, bottom, f"Death, {time_label(death['time'])}: end of follow-up"))
 
     # -- tracks of point events ------------------------------------------------------------------
     def _events(self, y: float) -> float:
@@ -235,9 +224,7 @@ class Chart:
         return self._track(y, "Tumour markers", "biomarkers", items, "No tumour-marker values recorded")
 
     def _track(self, y: float, heading: str, name: str, items: list[tuple], empty: str) -> float:
-        p = self.parts
-        p.append(f'<g class="track" data-track="{name}"><title>{esc(heading)}</title>')
-        p.append(f'<text class="track-head" x="{LABEL_X}" y="{y + 12:.1f}" data-kind="track-label">{esc(heading)}</text>')
+        outer, self.parts = self.parts, []  # the points drawn inside the track's group
         rows: list[float] = []
         placed = 0
         for kind, label, span, end, title, *rest in sorted(items, key=lambda i: self.on_axis(i[2]) or 0.0):
@@ -256,11 +243,10 @@ class Chart:
             ry = y + 12 + row * 19
             self._point(kind, x, ry, text, anchor, f"{title}; {when}", span, end)
             placed += 1
-        if not placed:
-            p.append(f'<text class="empty" x="{X0}" y="{y + 12:.1f}" data-kind="none">{esc(empty)}</text>')
-        p.append("</g>")
+        points, self.parts = Markup("").join(self.parts), outer
+        self.parts.append(SVG.track(name, heading, LABEL_X, y + 12, points, X0, None if placed else empty))
         bottom = y + 12 + max(1, len(rows)) * 19 + 4
-        p.append(f'<line class="sep" x1="0" y1="{bottom:.1f}" x2="{WIDTH}" y2="{bottom:.1f}"/>')
+        self.parts.append(SVG.sep(bottom, WIDTH))
         return bottom + 6
 
     def _line_at(self, span: dict) -> int | str:
@@ -269,54 +255,35 @@ class Chart:
 
     def _point(self, kind: str, x: float, y: float, text: str, anchor: str, title: str, span: dict, end: dict | None) -> None:
         data_kind = "biomarker" if kind.startswith("biomarker") else kind
-        shape = {
-            "surgery": f'<path class="mk-surgery" d="M{x:.1f},{y - 6:.1f} l6,11 h-12 z"/>',
-            "critical-event": f'<path class="mk-critical" d="M{x:.1f},{y - 7:.1f} l6,7 l-6,7 l-6,-7 z"/>',
-            "death": f'<path class="mk-death" d="M{x - 1.6:.1f},{y - 8:.1f} h3.2 v4 h4 v3.2 h-4 v8 h-3.2 v-8 h-4 v-3.2 h4 z"/>',
-            "biomarker-abnormal": f'<circle class="mk-bio-abnormal" cx="{x:.1f}" cy="{y:.1f}" r="5"/>',
-            "biomarker-normal": f'<circle class="mk-bio-normal" cx="{x:.1f}" cy="{y:.1f}" r="5"/>',
-            "biomarker-uninterpreted": f'<circle class="mk-bio-plain" cx="{x:.1f}" cy="{y:.1f}" r="5"/>',
-        }[kind]
-        extra = ""
         end_x = self.on_axis(end)
-        if end_x is not None and end_x > x + 1:
-            extra = f'<rect class="ev-span" x="{x:.1f}" y="{y - 2:.1f}" width="{end_x - x:.1f}" height="4"/>'
-        if span.get("relation") == "before":
-            extra += f'<rect class="open-before" x="{x - 26:.1f}" y="{y - 2:.1f}" width="26" height="4" fill="url(#fade-left)"/>'
-        elif span.get("high") is None and span.get("low") is not None:
-            extra += f'<rect class="open-after" x="{x:.1f}" y="{y - 2:.1f}" width="20" height="4" fill="url(#fade-right)"/>'
-        tx = (x + (26 if "open-after" in extra else 10)) if anchor == "start" else x - 10
-        self.parts.append(
-            f'<g class="point" data-kind="{data_kind}-marker"><title>{esc(title)}</title>{extra}{shape}</g>'
-            f'<text class="pt-label" x="{tx:.1f}" y="{y + 4:.1f}" text-anchor="{anchor}" data-kind="{data_kind}">{esc(text)}</text>')
+        if end_x is not None and end_x <= x + 1:
+            end_x = None  # an end at the point itself draws no span
+        open_before = span.get("relation") == "before"
+        open_after = not open_before and span.get("high") is None and span.get("low") is not None
+        tx = (x + (26 if open_after else 10)) if anchor == "start" else x - 10
+        self.parts.append(SVG.point(kind, data_kind, x, y, title, end_x, open_before, open_after, tx, anchor, text))
 
     # -- lanes -----------------------------------------------------------------------------------
     def _lane(self, line: dict, top: float) -> float:
-        n, p = line["number"], self.parts
-        p.append(f'<g class="lane" data-line="{n}"><title>Line {n}: {esc(line["modality"])}, {esc(regimen(line))}</title>')
-        background = len(p)
-        p.append("")
-        name = f"Line {n} · {line['modality']}"
-        p.append(f'<text class="lane-label" x="{LABEL_X}" y="{top + 18:.1f}" data-line="{n}" data-kind="lane-label">'
-                 f'<tspan class="lane-name">{esc(name)}</tspan><tspan x="{LABEL_X}" dy="16" class="lane-regimen">'
-                 f'{esc(fit(regimen(line), LABEL_W, 12.5))}</tspan></text>')
+        n = line["number"]
+        outer, p = self.parts, list[Markup]()  # what the lane's group holds, drawn over its background
+        self.parts = p
+        p.append(SVG.lane_label(n, LABEL_X, top + 18, f"Line {n} · {line['modality']}", fit(regimen(line), LABEL_W, 12.5)))
         y = top + 18 + 2 * ROW + 2
         for cls, kind, role, text, title in _component_rows(line) + self._flag_rows(n):
             lines = wrap(text, LABEL_W - 8, 11)
-            p.append(f'<text class="{cls}" x="{LABEL_X + 8}" y="{y:.1f}" data-line="{n}" data-kind="{kind}"'
-                     f'{f" data-role={chr(34)}{role}{chr(34)}" if role else ""}><title>{esc(title)}</title>'
-                     f'{tspans(lines, LABEL_X + 8)}</text>')
+            p.append(SVG.label_row(cls, kind, role, n, LABEL_X + 8, y, title, lines, ROW - 2))
             y += ROW - 2 + (len(lines) - 1) * (ROW - 2) + 2
         left_bottom, y = y, top + 18
         for key, text, title in _outcome_rows(line):
             lines = wrap(text, OUT_W, 11.5)
-            p.append(f'<text class="outcome o-{key}" x="{OUT_X}" y="{y:.1f}" data-line="{n}" data-kind="outcome" '
-                     f'data-outcome="{key}"><title>{esc(title)}</title>{tspans(lines, OUT_X)}</text>')
+            p.append(SVG.outcome_row(key, n, OUT_X, y, title, lines, ROW - 2))
             y += ROW + (len(lines) - 1) * (ROW - 2)
         bottom = max(left_bottom, y, top + 64) + 2
-        p[background] = f'<rect class="lane-bg lane-{n % 2}" x="0" y="{top:.1f}" width="{WIDTH}" height="{bottom - top:.1f}"/>'
         self._bar(line, top + 14)
-        p.append(f'<line class="sep" x1="0" y1="{bottom:.1f}" x2="{WIDTH}" y2="{bottom:.1f}"/></g>')
+        self.parts = outer
+        outer.append(SVG.lane(n, f"Line {n}: {line['modality']}, {regimen(line)}", top, WIDTH, bottom - top,
+                              Markup("").join(p), bottom))
         return bottom
 
     def _flag_rows(self, n: int) -> list[tuple]:
@@ -331,35 +298,25 @@ class Chart:
         x = self.on_axis(line.get("start"))
         if x is None:
             self.unplaced.append(f"Line {n} start ({time_label(line.get('start'))})")
-            p.append(f'<text class="time" x="{X0}" y="{y + 12:.1f}" data-line="{n}" data-kind="time">'
-                     f'start not on this axis: {esc(time_label(line.get("start")))}</text>')
+            p.append(SVG.unplaced_start(n, X0, y + 12, time_label(line.get("start"))))
             return
         end_x = self.on_axis(line.get("end"))
         width = max(6.0, (end_x or x) - x)
         cls = MODALITY_CLASS.get(line["modality"], "m-systemic")
         duration = _duration(line)
-        if any(c["role"] == "backbone" for c in line["components"]):
-            p.append(f'<rect class="backbone" x="{x:.1f}" y="{y + 16:.1f}" width="{width + 34:.1f}" height="5" data-line="{n}" '
-                     f'data-kind="backbone-bar"><title>Backbone (SSA) running through line {n}</title></rect>')
-        p.append(f'<rect class="bar {cls}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="14" rx="2" data-line="{n}" '
-                 f'data-kind="line-bar"><title>Line {n} ({esc(line["modality"])}): start {esc(time_label(line["start"]))}, '
-                 f'end {esc(self._end_text(line))}; {esc(duration)}</title></rect>')
-        tail_x = x + width
+        backbone = any(c["role"] == "backbone" for c in line["components"])
         end_text = self._end_text(line)
+        title = f"Line {n} ({line['modality']}): start {time_label(line['start'])}, end {end_text}; {duration}"
+        tail_x = x + width
         label = f"{time_label(line['start'])} → {end_text.removeprefix(line['start']['frame'] + ' ')}"
         if line.get("ongoing"):
-            p.append(f'<rect class="open-end ongoing" x="{tail_x:.1f}" y="{y:.1f}" width="{X1 + 24 - tail_x:.1f}" height="14" '
-                     f'fill="url(#hatch)" mask="url(#fade-mask)" data-line="{n}" data-kind="open-end"><title>Line {n} is ongoing: '
-                     f'no end recorded</title></rect>')
+            end = "ongoing"
         elif line.get("end") is None:
-            p.append(f'<rect class="open-end unknown" x="{tail_x:.1f}" y="{y + 1:.1f}" width="40" height="12" '
-                     f'data-line="{n}" data-kind="open-end"><title>Line {n}: end not recorded</title></rect>')
-        elif line["end"].get("high") is None:
-            p.append(f'<rect class="open-end bound" x="{tail_x:.1f}" y="{y:.1f}" width="34" height="14" '
-                     f'fill="url(#hatch)" mask="url(#fade-mask)" data-line="{n}" data-kind="open-end"><title>Line {n} ended '
-                     f'{esc(time_label(line["end"]))}: only a lower bound is recorded</title></rect>')
-        p.append(f'<text class="time" x="{x:.1f}" y="{y + 34:.1f}" data-line="{n}" data-kind="time">'
-                 f'<title>{esc(duration)}</title>{esc(label)}</text>')
+            end = "unknown"
+        else:
+            end = "bound" if line["end"].get("high") is None else "closed"
+        end_label = time_label(line["end"]) if end == "bound" else ""
+        p.append(SVG.bar(n, cls, x, y, width, title, backbone, end, tail_x, X1 + 24 - tail_x, end_label, duration, label))
 
     def _end_text(self, line: dict) -> str:
         if line.get("ongoing"):
@@ -466,7 +423,8 @@ def _end_row(line: dict) -> tuple[str, str, str]:
 def _for(duration: dict | None) -> str:
     if not duration:
         return ""
-    unit = {"a": "year", "mo": "month", "wk": "week", "d": "day"}.get(duration.get("unit"), duration.get("unit", ""))
+    code = duration.get("unit") or ""
+    unit = {"a": "year", "mo": "month", "wk": "week", "d": "day"}.get(code, code)
     value = duration.get("value")
     return f" for {value:g} {unit}{'s' if value != 1 else ''}"
 
@@ -481,46 +439,19 @@ def _duration(line: dict) -> str:
     return d.get("reason") or "duration not computable"
 
 
-# -- shared definitions and legend ---------------------------------------------------------------
-def defs() -> str:
-    return ('<defs>'
-            '<pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
-            '<rect width="6" height="6" class="hatch-bg"/><line x1="0" y1="0" x2="0" y2="6" class="hatch-line"/></pattern>'
-            '<linearGradient id="fade-g" x1="0" x2="1" y1="0" y2="0"><stop offset="0" stop-color="#fff" stop-opacity="1"/>'
-            '<stop offset="1" stop-color="#fff" stop-opacity="0"/></linearGradient>'
-            '<mask id="fade-mask" maskContentUnits="objectBoundingBox"><rect width="1" height="1" fill="url(#fade-g)"/></mask>'
-            '<linearGradient id="fade-right" x1="0" x2="1"><stop offset="0" class="fade-stop" stop-opacity="0.9"/>'
-            '<stop offset="1" class="fade-stop" stop-opacity="0"/></linearGradient>'
-            '<linearGradient id="fade-left" x1="1" x2="0"><stop offset="0" class="fade-stop" stop-opacity="0.9"/>'
-            '<stop offset="1" class="fade-stop" stop-opacity="0"/></linearGradient>'
-            '</defs>')
-
-
+# -- legend ---------------------------------------------------------------------------------------
+# (shape drawn by templates/timeline_chart.svg's legend_shape, label)
 LEGEND = [
-    ('<rect x="0" y="-7" width="26" height="12" rx="2" class="bar m-systemic"/>', "Systemic line"),
-    ('<rect x="0" y="-7" width="26" height="12" rx="2" class="bar m-liver"/>', "Liver-directed line"),
-    ('<rect x="0" y="-7" width="26" height="12" rx="2" class="bar m-combined"/>', "Combined line"),
-    ('<rect x="0" y="-7" width="26" height="12" rx="2" class="bar m-radio"/>', "Radionuclide line"),
-    ('<rect x="0" y="-2" width="26" height="5" class="backbone"/>', "SSA backbone"),
-    ('<rect x="0" y="-7" width="26" height="12" fill="url(#hatch)" mask="url(#fade-mask)" class="open-end"/>', "Open end (only “at or after”)"),
-    ('<rect x="0" y="-6" width="26" height="10" class="open-end unknown"/>', "End not recorded"),
-    ('<path class="mk-surgery" d="M13,-6 l6,11 h-12 z"/>', "Surgery"),
-    ('<path class="mk-critical" d="M13,-7 l6,7 l-6,7 l-6,-7 z"/>', "Critical event (ICU, stroke, PE…)"),
-    ('<path class="mk-death" d="M11.4,-8 h3.2 v4 h4 v3.2 h-4 v8 h-3.2 v-8 h-4 v-3.2 h4 z"/>', "Death"),
-    ('<circle class="mk-bio-abnormal" cx="13" cy="0" r="5"/>', "Tumour marker, abnormal"),
-    ('<circle class="mk-bio-normal" cx="13" cy="0" r="5"/>', "Tumour marker, normal"),
-    ('<circle class="mk-bio-plain" cx="13" cy="0" r="5"/>', "Tumour marker, no interpretation recorded"),
+    ("systemic", "Systemic line"), ("liver", "Liver-directed line"), ("combined", "Combined line"),
+    ("radio", "Radionuclide line"), ("backbone", "SSA backbone"), ("open-end", "Open end (only “at or after”)"),
+    ("end-unknown", "End not recorded"), ("surgery", "Surgery"), ("critical", "Critical event (ICU, stroke, PE…)"),
+    ("death", "Death"), ("bio-abnormal", "Tumour marker, abnormal"), ("bio-normal", "Tumour marker, normal"),
+    ("bio-plain", "Tumour marker, no interpretation recorded"),
 ]
 
 
 def legend() -> str:
     cols, col_w, row_h = 4, 290, 22
     rows = math.ceil(len(LEGEND) / cols)
-    items = []
-    for i, (shape, label) in enumerate(LEGEND):
-        x, y = 10 + (i % cols) * col_w, 16 + (i // cols) * row_h
-        items.append(f'<g transform="translate({x},{y})" data-kind="legend-item"><title>{esc(label)}</title>{shape}'
-                     f'<text x="34" y="4" class="legend-label">{esc(label)}</text></g>')
-    height = rows * row_h + 10
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="legend" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
-            f'height="{height}" aria-labelledby="legend-title"><title id="legend-title">Legend</title>{"".join(items)}</svg>')
+    items = [(10 + (i % cols) * col_w, 16 + (i // cols) * row_h, key, label) for i, (key, label) in enumerate(LEGEND)]
+    return str(SVG.legend(WIDTH, rows * row_h + 10, items))

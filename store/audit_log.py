@@ -1,14 +1,29 @@
 """The audit trail: AuditEvents appended to an append-only table (never updated or deleted by the service),
-by the gateway for requests and by the workers for sync jobs; indexed by the patients each event names."""
+by the gateway for requests and by the workers for sync jobs; indexed by the patients each event names.
+
+Durability decision (see docs/security.md): the events of reads (GET/HEAD) are queued in the process and
+written in one multi-row transaction every FLUSH_SECONDS (default 0.05 s, GATEWAY_AUDIT_FLUSH_SECONDS), when
+MAX_BATCH are waiting, before any durable event of this process (so that one process's trail keeps its order),
+before the trail is listed, and at process exit (atexit: `python -m service` on SIGTERM, a gunicorn worker on
+its normal exit). A SIGKILL, a gunicorn worker timeout or a crash of the interpreter loses at most the last
+FLUSH_SECONDS of read events of that process; while the database is down they wait (up to MAX_PENDING).
+One INSERT per read, in its own transaction, cost as much as the rest of a cached read (bench/gateway.py).
+The events of writes and sync jobs are appended at once and fully durable, like the clinical data they describe.
+"""
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import os
+import threading
+import time
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
+from mappings.fhir_vocabulary import now_instant, now_ms
 from store import db
 from store.schema import audit_event_patients, audit_events
-from store.writes import now_instant, now_ms
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
@@ -28,22 +43,129 @@ def records_a_read(event: dict) -> bool:
     return any(str(e.get("description", "")).startswith(("GET ", "HEAD ")) for e in event.get("entity", []))
 
 
-def append(engine: Engine, event: dict) -> None:
-    """Append one event. The events of reads commit without waiting for the disk flush (store.db.write
-    durable=False): one fsync per read serialised every SQLite reader on the write lock (bench/gateway.py);
-    events of writes and sync jobs stay fully durable, like the clinical data they describe."""
-    def work(conn) -> None:
-        seq = conn.execute(insert(audit_events).values(recorded=now_ms(), body=json.dumps(event, ensure_ascii=False))
-                           .returning(audit_events.c.seq)).scalar_one()
-        patients = patients_named(event)
-        if patients:
-            conn.execute(insert(audit_event_patients), [{"event_seq": seq, "patient_id": p} for p in patients])
+log = logging.getLogger("store.audit")
+FLUSH_SECONDS = float(os.environ.get("GATEWAY_AUDIT_FLUSH_SECONDS") or 0.05)
+MAX_BATCH = 500  # a flush starts at once when this many read events wait
+MAX_PENDING = 100_000  # while the database is down: beyond this the oldest waiting events are dropped, and logged
 
-    db.write(engine, work, durable=not records_a_read(event))
+
+Queued = tuple[int, dict]  # (epoch ms when the request was answered, the event)
+
+
+def _insert(conn: Connection, events: list[Queued]) -> None:
+    """Append events in order, in the caller's transaction: two multi-row INSERTs whatever their number."""
+    if not events:
+        return
+    rows = [{"recorded": ms, "body": json.dumps(e, ensure_ascii=False)} for ms, e in events]
+    seqs = conn.execute(insert(audit_events).returning(audit_events.c.seq, sort_by_parameter_order=True), rows).scalars().all()
+    named = [{"event_seq": seq, "patient_id": p} for seq, (_, e) in zip(seqs, events) for p in patients_named(e)]
+    if named:
+        conn.execute(insert(audit_event_patients), named)
+
+
+class _ReadQueue:
+    """This process's read events waiting for their flush, per database engine, and the thread that flushes them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards pending
+        self.flushing = threading.Lock()  # one flush at a time, so events reach the table in the order queued
+        self.wake = threading.Event()
+        self.pending: dict[Engine, list[Queued]] = {}
+        self.thread: threading.Thread | None = None
+
+    def put(self, engine: Engine, event: dict) -> None:
+        with self.lock:
+            waiting = self.pending.setdefault(engine, [])
+            waiting.append((now_ms(), event))
+            if len(waiting) > MAX_PENDING:
+                del waiting[:len(waiting) - MAX_PENDING]
+                log.error("audit events of reads dropped: the database has been unavailable too long")
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="audit-flush", daemon=True)
+                self.thread.start()
+            if len(waiting) >= MAX_BATCH:
+                self.wake.set()
+
+    def _take(self, engine: Engine) -> list[Queued]:
+        with self.lock:
+            return self.pending.pop(engine, [])
+
+    def _give_back(self, engine: Engine, events: list[Queued]) -> None:
+        with self.lock:
+            self.pending[engine] = events + self.pending.get(engine, [])
+
+    def flush(self, engine: Engine, durable: dict | None = None) -> None:
+        """Write the waiting read events (and `durable`, after them, in the same fully durable transaction)."""
+        with self.flushing:
+            events = self._take(engine)
+            if not events and durable is None:
+                return
+            batch = events + ([(now_ms(), durable)] if durable is not None else [])
+            try:
+                db.write(engine, lambda conn: _insert(conn, batch), durable=durable is not None)
+            except db.DatabaseUnavailable:
+                self._give_back(engine, events)  # kept for the next flush; the caller sees the error
+                raise
+
+    def flush_all(self) -> bool:
+        """Flush every engine's waiting events; False when one could not be written (they stay queued)."""
+        with self.lock:
+            engines = list(self.pending)
+        ok = True
+        for engine in engines:
+            try:
+                self.flush(engine)
+            except db.DatabaseUnavailable:
+                log.error("audit events of reads wait: the database is unavailable")  # still queued
+                ok = False
+            except Exception:  # a flush thread must survive: these events are lost, and logged
+                log.exception("audit events of reads could not be written")
+                ok = False
+        return ok
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
+            if not self.flush_all():
+                time.sleep(max(FLUSH_SECONDS, 0.5))  # the database is down: one attempt per half second, no spin
+
+
+_reads = _ReadQueue()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    _reads.flush_all()
+
+
+def _after_fork() -> None:
+    """A forked child inherits the parent's queue but not its thread: it starts empty and with a thread of its own."""
+    global _reads
+    _reads = _ReadQueue()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def append(engine: Engine, event: dict) -> None:
+    """Append one event: the event of a read is queued for the next flush (see the module docstring); any other
+    is written at once, fully durable, after this process's waiting read events in the same transaction."""
+    if records_a_read(event):
+        _reads.put(engine, event)
+    else:
+        _reads.flush(engine, durable=event)
+
+
+def flush(engine: Engine) -> None:
+    """Write this process's waiting read events now (the trail is listed, a test looks, the process stops)."""
+    _reads.flush(engine)
 
 
 def events(engine: Engine, patient: str | None, count: int, offset: int) -> tuple[list[dict], int]:
-    """(newest-first page, total) of the events, or of those naming one patient."""
+    """(newest-first page, total) of the events, or of those naming one patient; this process's waiting read
+    events are written first, so that a reader of the trail sees every request this process answered."""
+    flush(engine)
     if patient:
         base = select(audit_events.c.seq, audit_events.c.body).join(
             audit_event_patients, audit_event_patients.c.event_seq == audit_events.c.seq).where(

@@ -18,15 +18,12 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
-from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine
 
-from mappings.errors import CaseError, Issue
-from store import db
+from mappings.errors import InputError, Issue
+from mappings.fhir_vocabulary import write_rank
 from store.bundle_plan import ID_PATTERN, TYPE_PATTERN, PlannedEntry, plan_bundle
-from store.references import iter_references, rewrite_references
 from store.writes import (
     STRICT,
     EntryOutcome,
@@ -36,12 +33,8 @@ from store.writes import (
 )
 
 DEFAULT_CHUNK = 500
-# Reference targets first, so that fewer lines wait for a second pass (any order still works).
-TYPE_ORDER = ("Organization", "Location", "Practitioner", "PractitionerRole", "Group", "Patient", "Medication",
-              "Encounter", "Condition")
 UNPARSED = "OperationOutcome"   # the error file of lines that are not a resource at all
 DEFERRED_MARK = ("does not hold", "conditional reference")
-RESOLVED_CACHE = 50_000   # conditional references remembered by one run (a few MB at most)
 
 
 def chunk_size() -> int:
@@ -76,7 +69,7 @@ def new_state(inputs: list[tuple[str, Path]], policy: str = STRICT) -> dict:
 
 def _order_key(name: str) -> tuple[int, str]:
     base = Path(name.split("?")[0]).name.split(".")[0]
-    return (TYPE_ORDER.index(base) if base in TYPE_ORDER else len(TYPE_ORDER), name)
+    return (write_rank(base), name)  # reference targets first: fewer lines wait for a second pass
 
 
 def count_lines(path: Path) -> int:
@@ -131,7 +124,6 @@ class ImportRun:
         self.should_stop = should_stop or (lambda: False)
         self.policy = state.get("policy", STRICT)
         self.chunk = chunk_size()
-        self.resolved: dict[str, str] = {}
         folder.mkdir(parents=True, exist_ok=True)
         self._restore_sizes()
 
@@ -213,7 +205,6 @@ class ImportRun:
     def _apply(self, lines: list[Line], final: bool) -> None:
         parsed = [parse(line) for line in lines]
         good = [p for p in parsed if not p.issues]
-        self._pre_resolve(good)
         entries = [{"resource": p.resource, "request": {"method": "PUT", "url": f"{p.rtype}/{p.resource['id']}"}}
                    for p in good if p.resource is not None]
         outcomes: list[EntryOutcome] = []
@@ -251,30 +242,9 @@ class ImportRun:
         if not any(p.issues for p in planned):
             try:
                 return apply_entries(self.engine, planned, policy=self.policy)
-            except (TransactionFailed, CaseError):
+            except (TransactionFailed, InputError):
                 pass  # nothing was written
         return apply_batch(self.engine, planned, self.policy)
-
-    def _pre_resolve(self, good: list[Parsed]) -> None:
-        """Resolve each distinct conditional reference once per run, not once per line: a Synthea export names the
-        same few Practitioners and Organizations in every Encounter. Only a single match is used; anything else is
-        left as sent, for store.writes to resolve or fail with its OperationOutcome (and the line to be deferred)."""
-        wanted = {ref for p in good for _, ref in iter_references(p.resource, "$")
-                  if "?" in ref and not ref.startswith(("http:", "https:", "urn:"))} - set(self.resolved)
-        if wanted:
-            from store.search import match_rows
-
-            with db.reading(self.engine) as conn:
-                for ref in sorted(wanted):
-                    rtype, _, query = ref.partition("?")
-                    try:
-                        matches = match_rows(conn, rtype, parse_qsl(query, keep_blank_values=True), 2)
-                    except CaseError:
-                        continue
-                    if len(matches) == 1 and len(self.resolved) < RESOLVED_CACHE:
-                        self.resolved[ref] = f"{rtype}/{matches[0]['res_id']}"
-        for p in good:
-            p.resource = cast(dict, rewrite_references(p.resource, lambda r: self.resolved.get(r, r)))
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:

@@ -5,10 +5,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from mappings.fhir_validation import resource_issues
 from mappings.references import identifier_token
-from store.references import iter_references
+from store.references import Reference, iter_references
 
 BUNDLE_TYPES = ("transaction", "batch", "collection")
 # Written by the gateway alone: a client that could write these could forge the audit trail.
@@ -30,6 +30,7 @@ class PlannedEntry:
     full_url: str | None = None
     if_match: str | None = None
     issues: list[Issue] = field(default_factory=list)
+    refs: list[Reference] | None = None   # every Reference.reference of resource, found at planning
 
     @property
     def path(self) -> str:
@@ -37,18 +38,18 @@ class PlannedEntry:
 
 
 def plan_bundle(bundle: object, max_entries: int) -> tuple[str, list[PlannedEntry]]:
-    """(bundle type, planned entries). Raises CaseError for a bundle that is not a usable Bundle at all."""
+    """(bundle type, planned entries). Raises InputError for a bundle that is not a usable Bundle at all."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
-        raise CaseError([Issue("Bundle.resourceType", f"expected a Bundle, got {found!r}", "structure")])
+        raise InputError([Issue("Bundle.resourceType", f"expected a Bundle, got {found!r}", "structure")])
     btype = bundle.get("type")
     if btype not in BUNDLE_TYPES:
-        raise CaseError([Issue("Bundle.type", f"Bundle.type must be one of {', '.join(BUNDLE_TYPES)}, got {btype!r}", "code-invalid")])
+        raise InputError([Issue("Bundle.type", f"Bundle.type must be one of {', '.join(BUNDLE_TYPES)}, got {btype!r}", "code-invalid")])
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
-        raise CaseError([Issue("Bundle.entry", "Bundle.entry must be an array", "structure")])
+        raise InputError([Issue("Bundle.entry", "Bundle.entry must be an array", "structure")])
     if len(entries) > max_entries:
-        raise CaseError([Issue("Bundle.entry", f"{len(entries)} entries; the limit is {max_entries}", "too-long")], 413)
+        raise InputError([Issue("Bundle.entry", f"{len(entries)} entries; the limit is {max_entries}", "too-long")], 413)
     planned = [_plan_entry(i, e, btype) for i, e in enumerate(entries)]
     _check_full_urls(planned)
     _check_internal_references(planned)
@@ -60,7 +61,8 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     if not isinstance(entry, dict):
         return PlannedEntry(index, "POST", "?", issues=[Issue(path, "an entry must be a JSON object", "structure")])
     resource = entry.get("resource")
-    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    raw_request = entry.get("request")
+    request: dict = raw_request if isinstance(raw_request, dict) else {}
     method = request.get("method") if btype != "collection" else _collection_method(resource)
     url = request.get("url", "") if btype != "collection" else ""
     full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
@@ -80,8 +82,10 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     if method not in ("POST", "PUT"):
         planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE, GET)", "not-supported"))
         return planned
-    planned.issues += _nulls(resource, f"{path}.resource") or resource_issues(resource, f"{path}.resource")
-    if planned.issues:
+    refs: list[Reference] = []
+    planned.issues += _scan(resource, f"{path}.resource", refs) or resource_issues(resource, f"{path}.resource")
+    planned.refs = refs
+    if planned.issues or not isinstance(resource, dict):  # a resource that is no object has an issue already
         return planned
     planned.rtype = resource["resourceType"]
     if planned.rtype in SERVER_ONLY_TYPES:
@@ -96,18 +100,43 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
     return planned
 
 
-def _nulls(node: object, path: str) -> list[Issue]:
-    """FHIR JSON never carries null for an element; fhir.resources would read it as absent and hide the error.
-    (Inside arrays null can be legal, aligning primitive values with their extensions, so arrays are left to it.)"""
-    issues = []
-    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
-    for key, value in children:
-        where = f"{path}[{key}]" if isinstance(node, list) else f"{path}.{key}"
-        if value is None and isinstance(node, dict):
-            issues.append(Issue(where, "null is not allowed in FHIR JSON: leave the element out", "structure"))
-        elif value is not None:
-            issues += _nulls(value, where)
+def _scan(resource: object, path: str, refs: list[Reference]) -> list[Issue]:
+    """One walk of the resource: the nulls, which FHIR JSON never carries for an element (fhir.resources would read
+    one as absent and hide the error; inside arrays null can be legal, aligning primitive values with their
+    extensions, so arrays are left to it), and every Reference.reference into refs. Paths are spelled out only
+    for what is found: formatting one per element cost more than the walk."""
+    issues: list[Issue] = []
+
+    def walk(node: object, trail: tuple) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None:
+                    issues.append(Issue(_spell(path, (trail, key)), "null is not allowed in FHIR JSON: leave the element out", "structure"))
+                elif key == "reference" and isinstance(value, str):
+                    keys = _keys(trail)
+                    refs.append(Reference(_spell(path, (trail, key)), value, keys))
+                elif isinstance(value, (dict, list)):
+                    walk(value, (trail, key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                if isinstance(value, (dict, list)):
+                    walk(value, (trail, i))
+
+    walk(resource, ())
     return issues
+
+
+def _keys(trail: tuple) -> tuple[str | int, ...]:
+    """The linked trail (parent trail, key) as a flat tuple of keys from the resource's root."""
+    keys: list[str | int] = []
+    while trail:
+        trail, key = trail
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def _spell(path: str, trail: tuple) -> str:
+    return path + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in _keys(trail))
 
 
 def _collection_method(resource: object) -> str:
@@ -116,7 +145,7 @@ def _collection_method(resource: object) -> str:
 
 def _plan_collection(planned: PlannedEntry) -> None:
     """Collection entries have no request: create only (never overwrite by id), once per first identifier."""
-    identifiers = planned.resource.get("identifier") or []
+    identifiers = (planned.resource or {}).get("identifier") or []
     first = identifiers[0] if isinstance(identifiers, list) and identifiers else None
     if isinstance(first, dict) and first.get("value"):
         planned.condition = [("identifier", identifier_token(first))]
@@ -145,8 +174,8 @@ def _plan_put(planned: PlannedEntry, url: str) -> None:
     rid = base.split("/", 1)[1]
     if not ID_PATTERN.match(rid):
         planned.issues.append(Issue(f"{path}.request.url", f"PUT needs 'Type/id' with a valid id, got {url!r}", "invalid"))
-    elif planned.resource.get("id") not in (None, rid):
-        planned.issues.append(Issue(f"{path}.resource.id", f"resource id {planned.resource['id']!r} does not match the url id {rid!r}", "invalid"))
+    elif (given := (planned.resource or {}).get("id")) not in (None, rid):
+        planned.issues.append(Issue(f"{path}.resource.id", f"resource id {given!r} does not match the url id {rid!r}", "invalid"))
     planned.rid = rid
 
 
@@ -193,6 +222,7 @@ def _check_internal_references(planned: list[PlannedEntry]) -> None:
     for p in planned:
         if not isinstance(p.resource, dict):
             continue
-        for path, ref in iter_references(p.resource, f"{p.path}.resource"):
+        refs = p.refs if p.refs is not None else iter_references(p.resource, f"{p.path}.resource")
+        for path, ref, *_ in refs:
             if ref.startswith("urn:") and ref not in full_urls:
                 p.issues.append(Issue(path, f"reference {ref!r} matches no fullUrl in this bundle", "not-found"))

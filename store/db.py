@@ -13,11 +13,12 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import QueuePool
 
@@ -32,12 +33,12 @@ class DatabaseUnavailable(Exception):
     """The database did not answer; nothing was acknowledged (the gateway answers 503 with Retry-After)."""
 
 
-def default_url(environ: dict[str, str] | None = None) -> str:
+def default_url(environ: Mapping[str, str] | None = None) -> str:
     """GATEWAY_DATABASE_URL, else a SQLite file in the data folder (GATEWAY_DATA_DIR, default ./.gateway-data)."""
-    environ = os.environ if environ is None else environ
-    if environ.get("GATEWAY_DATABASE_URL"):
-        return environ["GATEWAY_DATABASE_URL"]
-    folder = Path(environ.get("GATEWAY_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    env = os.environ if environ is None else environ
+    if env.get("GATEWAY_DATABASE_URL"):
+        return env["GATEWAY_DATABASE_URL"]
+    folder = Path(env.get("GATEWAY_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'gateway.sqlite3'}"
 
@@ -114,6 +115,19 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def upsert(conn: Connection, table: Table, rows: list[dict], keys: list[str],
+           only_if: Callable[[Any], ColumnElement[bool]] | None = None) -> None:
+    """INSERT rows, or on a key that exists UPDATE its other columns (both engines: ON CONFLICT DO UPDATE);
+    only_if(excluded) is a condition over the table's and the new row's (`excluded`) columns: false keeps the old row."""
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    where = only_if(stmt.excluded) if only_if else None
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed, where=where), rows)
+
+
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
@@ -122,6 +136,14 @@ def lock(conn: Connection, name: str) -> None:
     """Serialise writers on `name` until this transaction ends (SQLite's BEGIN IMMEDIATE already serialises all)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+
+def lock_all(conn: Connection, names: list[str]) -> None:
+    """lock() on every name in one round trip, in key order: two writers whose sets overlap cannot deadlock."""
+    keys = sorted({_lock_key(n) for n in names})
+    if keys and conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS u(k, n) "
+                          "ORDER BY n"), {"keys": keys})
 
 
 @contextlib.contextmanager
@@ -133,7 +155,7 @@ def reading(engine: Engine) -> Iterator[Connection]:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
-    except OperationalError as exc:
+    except DBAPIError as exc:
         if _unavailable(exc):
             raise DatabaseUnavailable(str(exc.orig)) from None
         raise
@@ -163,6 +185,8 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
             if not _retryable(exc) or attempt == RETRIES - 1:
                 raise
         except DBAPIError as exc:
+            if _unavailable(exc):  # e.g. InterfaceError "connection already closed"
+                raise DatabaseUnavailable(str(exc.orig)) from None
             if not _retryable(exc) or attempt == RETRIES - 1:
                 raise
         time.sleep(min(0.5, 0.01 * 2 ** attempt))
@@ -184,8 +208,22 @@ def _retryable(exc: DBAPIError) -> bool:
     return code in ("40001", "40P01") or "database is locked" in str(exc.orig)
 
 
-def _unavailable(exc: OperationalError) -> bool:
+def _unavailable(exc: DBAPIError) -> bool:
+    """The database cannot be reached or went away mid-statement (not a statement's own error)."""
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy's dialect recognised a disconnect
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or ""
+    # PostgreSQL: class 08 connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now.
+    if code.startswith("08") or code in ("57P01", "57P02", "57P03"):
+        return True
     message = str(exc.orig).lower()
     return any(s in message for s in ("connection refused", "could not connect", "server closed the connection",
                                        "terminating connection", "connection is closed", "unable to open database",
-                                       "the database system is", "connection timeout", "consuming input failed"))
+                                       "the database system is", "connection timeout", "consuming input failed",
+                                       "the connection is lost", "connection already closed",
+                                       "no connection to the server", "sending query", "ssl connection has been closed"))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """For callers above the store: a database error that means an outage (answer 503), not a bug."""
+    return isinstance(exc, DatabaseUnavailable) or (isinstance(exc, DBAPIError) and _unavailable(exc))

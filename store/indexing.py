@@ -8,10 +8,12 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete
 
+from store import row_writer
 from store.schema import INDEX_TABLES
 from store.search_params import CHOICE_SUFFIXES, SearchParam, Step, indexed_params
 
@@ -24,8 +26,10 @@ _DATE = re.compile(
 _REF = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
+@lru_cache(maxsize=8192)
 def normalise(text: str) -> str:
-    """Lower case, accents removed (NFKD), whitespace collapsed, cut to the column size."""
+    """Lower case, accents removed (NFKD), whitespace collapsed, cut to the column size. Cached: displays and
+    names repeat across the resources of a write."""
     decomposed = unicodedata.normalize("NFKD", text)
     bare = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _WS.sub(" ", bare).strip().lower()[:MAX_LEN]
@@ -177,25 +181,47 @@ _EXTRACT = {"token": _token_rows, "string": _string_rows, "reference": _referenc
             "uri": _uri_rows}
 
 
-def _param_rows(resource: dict, param: SearchParam) -> Iterator[dict]:
-    for steps in param.paths:
-        for value in _values(resource, steps, param.type):
-            for row in _EXTRACT[param.type](value):
-                if param.target_type and row.get("target_type") != param.target_type:
-                    continue
-                yield row
+@lru_cache(maxsize=512)
+def _plan(rtype: str) -> tuple[tuple[SearchParam, tuple[tuple[tuple[Step, ...], tuple[str, ...]], ...]], ...]:
+    """Per type: each indexed parameter with its paths, and per path the top-level keys of which one must be in
+    the resource for the path to find anything. A resource holds a few of its type's ~30 parameters' elements;
+    testing a key costs a dict lookup, walking a path that finds nothing costs generators (bench/ingest.py)."""
+    plan = []
+    for param in indexed_params(rtype):
+        paths = []
+        for steps in param.paths:
+            first = steps[0] if steps else None
+            if first is None:
+                keys: tuple[str, ...] = ()      # the resource itself
+            elif first.choice and len(steps) == 1:
+                keys = tuple(first.name + suffix for suffix in CHOICE_SUFFIXES[param.type])
+            else:
+                keys = (first.name,)
+            paths.append((steps, keys))
+        if paths:
+            plan.append((param, tuple(paths)))
+    return tuple(plan)
 
 
 def index_rows(resource: dict) -> list[tuple[str, dict]]:
     """(kind, row) for every indexed value of the resource; a row has `param` and the kind's value columns."""
     out: list[tuple[str, dict]] = []
-    for param in indexed_params(resource.get("resourceType", "")):
-        seen: set[tuple] = set()
-        for row in _param_rows(resource, param):
-            key = tuple(row.values())
-            if key not in seen:
-                seen.add(key)
-                out.append((param.type, {"param": param.name, **row}))
+    for param, paths in _plan(resource.get("resourceType", "")):
+        extract = _EXTRACT[param.type]
+        seen: set[tuple] | None = None
+        for steps, keys in paths:
+            if keys and not any(key in resource for key in keys):
+                continue
+            for value in _values(resource, steps, param.type):
+                for row in extract(value):
+                    if param.target_type and row.get("target_type") != param.target_type:
+                        continue
+                    key = tuple(row.values())
+                    if seen is None:
+                        seen = set()
+                    if key not in seen:
+                        seen.add(key)
+                        out.append((param.type, {"param": param.name, **row}))
     return out
 
 
@@ -225,7 +251,6 @@ def collect_rows(res_pk: int, resource: dict, patient_id: str | None,
 
 
 def insert_index(conn: Connection, by_kind: dict[str, list[dict]]) -> None:
-    """One executemany INSERT per kind."""
+    """One bulk INSERT per kind (store.row_writer)."""
     for kind, rows in by_kind.items():
-        if rows:
-            conn.execute(insert(INDEX_TABLES[kind]), rows)
+        row_writer.insert_rows(conn, INDEX_TABLES[kind], rows)

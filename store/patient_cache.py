@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 
@@ -38,9 +38,26 @@ def get(client: redis.Redis | None, pid: str, version: int, variant: str) -> byt
     if client is None:
         return None
     try:
-        return client.get(key(pid, version, variant))
+        body = client.get(key(pid, version, variant))
     except redis.RedisError:
         return None
+    return body.encode() if isinstance(body, str) else body  # str only from a client made with decode_responses
+
+
+def get_after(client: redis.Redis | None, pid: str, version: int, variant: str,
+              before: Callable[[redis.client.Pipeline], int]) -> tuple[bytes | None, list | None]:
+    """The cached bytes in the same round trip as the commands before(pipe) queues ahead of the GET (it returns
+    how many): (bytes or None, the results of those commands, or None when Redis failed)."""
+    if client is None:
+        return None, None
+    try:
+        pipe = client.pipeline(transaction=False)
+        count = before(pipe)
+        pipe.get(key(pid, version, variant))
+        results = pipe.execute()
+    except redis.RedisError:
+        return None, None
+    return results[count], results[:count]
 
 
 def put(client: redis.Redis | None, pid: str, version: int, variant: str, body: bytes) -> bool:
@@ -70,7 +87,13 @@ def cached_view(client: redis.Redis | None, pid: str, version: int, variant: str
     stored = get(client, pid, version, variant)
     if stored is not None:
         return stored, etag(pid, version, variant), True
+    return build_and_put(client, pid, version, variant, build, current_version), etag(pid, version, variant), False
+
+
+def build_and_put(client: redis.Redis | None, pid: str, version: int, variant: str, build: Callable[[], bytes],
+                  current_version: Callable[[], int]) -> bytes:
+    """A miss: the view built, and cached only if no write moved the version while it was being built."""
     body = build()
     if current_version() == version:
         put(client, pid, version, variant, body)
-    return body, etag(pid, version, variant), False
+    return body

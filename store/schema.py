@@ -128,3 +128,52 @@ audit_event_patients = Table(
     Column("patient_id", ID, nullable=False),
     Index("ix_audit_patient", "patient_id", "event_seq"),
 )
+
+# Sync bookkeeping per upstream (workers/sync_state.py, workers/conflicts.py): not clinical data, but losing it
+# means a full re-sync and, for conflicts, both copies of a resource, so it lives here rather than in Redis.
+UPSTREAM = String(64)
+REF = String(130)  # "Type/id"
+
+sync_ids = Table(  # our id <-> the upstream's id, per resource type
+    "sync_ids", metadata,
+    Column("upstream", UPSTREAM, primary_key=True),
+    Column("res_type", TYPE, primary_key=True),
+    Column("local_id", ID, primary_key=True),
+    Column("upstream_id", ID, nullable=False),
+    Index("ix_sync_ids_upstream_id", "upstream", "res_type", "upstream_id"),
+)
+sync_baselines = Table(  # the upstream versionId last written or read, and a hash of our content then
+    "sync_baselines", metadata,
+    Column("upstream", UPSTREAM, primary_key=True),
+    Column("ref", REF, primary_key=True),
+    Column("upstream_version", String(64), nullable=False),
+    Column("local_hash", String(64), nullable=False),
+)
+sync_watermarks = Table(  # only ever move forwards: "pull:all", "pull:<patient id>", "push"
+    "sync_watermarks", metadata,
+    Column("upstream", UPSTREAM, primary_key=True),
+    Column("name", String(80), primary_key=True),
+    Column("value", String(64), nullable=False),  # an instant (pull) or epoch ms (push), compared by kind
+)
+sync_conflicts = Table(  # one open record per resource and upstream; resolved ones are kept
+    "sync_conflicts", metadata,
+    Column("id", String(16), primary_key=True),
+    Column("upstream", UPSTREAM, nullable=False),
+    Column("resource", REF, nullable=False),
+    Column("patient_id", ID),
+    Column("status", String(32), nullable=False),
+    Column("detected_at", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),  # JSON: both copies, the paths that differ, the job
+    Index("ix_sync_conflicts_status", "status", "upstream", "detected_at"),
+)
+
+# API keys made with `python -m service.apikeys`: only the SHA-256 of each key, its client and scopes. Kept here,
+# not in Redis, so that a Redis flush or outage neither locks clients out nor needs keys re-issued.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("client", String(200), nullable=False),
+    Column("scopes", Text, nullable=False),  # JSON list
+    Column("created", BigInteger, nullable=False),
+    Index("ix_api_keys_client", "client"),
+)

@@ -28,7 +28,7 @@ from sqlalchemy import (
     true,
 )
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from store.indexing import HIGH, LOW
 from store.schema import INDEX_TABLES, resources
 from store.search_params import SearchParam, params_for, searchable_types
@@ -140,8 +140,8 @@ def _row(x: Any) -> dict:
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------
-def _fail(path: str, message: str, code: str = "not-supported") -> CaseError:
-    return CaseError([Issue(path, message, code)], 400)
+def _fail(path: str, message: str, code: str = "not-supported") -> InputError:
+    return InputError([Issue(path, message, code)], 400)
 
 
 def _parse(rtype: str, params: list[tuple[str, str]], lenient: bool, paging: bool) -> _Query:
@@ -395,12 +395,20 @@ def _included(conn: Connection, q: _Query, rows: list[dict]) -> list[dict]:
         return []
     seen = {row["pk"] for row in rows}
     out: list[dict] = []
-    for query in [*(_include_query(q, rows, i) for i in q.includes),
-                  *(_revinclude_query(q, rows, i) for i in q.revincludes)]:
-        for x in conn.execute(query.limit(MAX_INCLUDED)):
-            if x.pk not in seen:
-                seen.add(x.pk)
-                out.append(_row(x))
+    # MAX_INCLUDED bounds a page's included resources in total, not per item (50 items once gave 50,000), and a
+    # repeated item runs once. dict.fromkeys keeps the order in which the client named them.
+    for query in [*(_include_query(q, rows, i) for i in dict.fromkeys(q.includes)),
+                  *(_revinclude_query(q, rows, i) for i in dict.fromkeys(q.revincludes))]:
+        # One row more than room is left (and the page's own rows, which are skipped): tells whether any was cut.
+        for x in conn.execute(query.limit(MAX_INCLUDED - len(out) + len(rows) + 1)):
+            if x.pk in seen:
+                continue
+            if len(out) == MAX_INCLUDED:
+                q.warnings.append(Issue("?_include", f"included resources cut at {MAX_INCLUDED} for this page: ask for "
+                                        "fewer matches per page (_count) to get the rest", "too-costly", "warning"))
+                return out
+            seen.add(x.pk)
+            out.append(_row(x))
     return out
 
 

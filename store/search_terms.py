@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
 from store.indexing import _REF, date_range, normalise
 from store.schema import INDEX_TABLES, resources
 from store.search_params import SearchParam
@@ -55,8 +55,8 @@ class Term:
     param: str | None = None            # the index rows' `param` (set by the parser)
 
 
-def bad_value(path: str, message: str) -> CaseError:
-    return CaseError([Issue(path, message, "value")], 400)
+def bad_value(path: str, message: str) -> InputError:
+    return InputError([Issue(path, message, "value")], 400)
 
 
 def split_unescaped(value: str, sep: str) -> list[str]:

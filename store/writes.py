@@ -9,20 +9,31 @@ content creates no new version, so replays are harmless.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
-from sqlalchemy import Connection, Engine, insert, select, tuple_, update
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mappings.errors import CaseError, Issue
+from mappings.errors import InputError, Issue
+from mappings.fhir_vocabulary import content, instant, now_ms
 from mappings.references import parse_reference
-from store import db, indexing
+from store import conditional, db, indexing, row_writer
 from store.bundle_plan import PROCESSING_ORDER, PlannedEntry
-from store.references import iter_references, patient_of, rewrite_references
+from store.references import Reference, iter_references, patient_of, replace_references, rewrite_references
 from store.schema import patient_state, resource_versions, resources
 
 _ID_NAMESPACE = uuid.UUID("6f1c1b7e-3f5e-5d0a-9d1e-6b2a4c8e0f11")
@@ -55,38 +66,15 @@ def dumps(resource: dict) -> str:
     return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
 
 
-def instant(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_ms() -> int:
-    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
-
-
-def now_instant() -> str:
-    return instant(now_ms())
-
-
 def conditional_id(rtype: str, token: str) -> str:
     """The id a conditional update gives a new resource: derived from its criteria, so that the same upsert sent
     to two gateways, or replayed after a lost answer, names the same resource."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"{rtype}|{token}"))
 
 
-def content(resource: dict | None) -> dict | None:
-    """A resource without what the server sets (id, meta.versionId, meta.lastUpdated): equal content, no new version."""
-    if resource is None:
-        return None
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
-    stripped = {k: v for k, v in resource.items() if k not in ("meta", "id")}
-    if meta:
-        stripped["meta"] = meta
-    return stripped
-
-
 def apply_entries(engine: Engine, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None,
                   policy: str = STRICT) -> list[EntryOutcome]:
-    """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or CaseError."""
+    """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or InputError."""
     if not planned:
         return []
     return db.write(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy).run(planned))
@@ -97,6 +85,9 @@ def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRIC
     fails alone with its outcome, the others are applied."""
     def work(conn: Connection) -> list[EntryOutcome]:
         known: dict[str, str] = {}
+        # Shared by the entries: an answer is forgotten when an entry's write could change it, and one found
+        # inside a savepoint later rolled back was found before that entry wrote anything.
+        references = conditional.References()
         outcomes = []
         for p in planned:
             if p.issues:
@@ -104,10 +95,10 @@ def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRIC
                 continue
             try:
                 with conn.begin_nested():
-                    (outcome,) = Transaction(conn, known, policy).run([p])
+                    (outcome,) = Transaction(conn, known, policy, references).run([p])
             except TransactionFailed as exc:
                 outcome = EntryOutcome(STATUS_TEXT.get(exc.status, str(exc.status)), issues=exc.issues)
-            except CaseError as exc:
+            except InputError as exc:
                 outcome = EntryOutcome(STATUS_TEXT.get(exc.status, str(exc.status)), issues=exc.issues)
             if outcome.location and p.full_url:
                 known[p.full_url] = outcome.location.split("/_history")[0]
@@ -122,18 +113,31 @@ STATUS_TEXT = {400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found
 
 
 class Transaction:
-    """One unit of work on an open write transaction: resolve ids, check, then write in processing order."""
+    """One unit of work on an open write transaction: resolve ids, check, then write in processing order.
 
-    def __init__(self, conn: Connection, urls: dict[str, str], policy: str):
+    Rows are written in bulk: the entries queue their resource rows (inserts, updates), versions, index rows and
+    compartments, and _flush() writes each table in one statement for the whole transaction (an executemany
+    INSERT ... RETURNING for the new resources). Anything that reads the database after an entry was applied
+    (a GET entry, a conditional reference, a Provenance's owner) flushes first, so it sees the transaction's own
+    writes as before."""
+
+    def __init__(self, conn: Connection, urls: dict[str, str], policy: str,
+                 references: conditional.References | None = None):
         self.conn, self.urls, self.policy = conn, urls, policy
         self.stamp = now_ms()
         self.issues: list[Issue] = []
         self.status = 400
-        # Deferred to _flush(): version rows, resources whose old index rows go, new index rows, compartments written.
+        # Deferred to _flush(): new resource rows (with their version row and resource, pk still unknown),
+        # updates of existing rows, version rows, resources whose old index rows go, new index rows, compartments.
+        self.inserts: list[tuple[dict, dict, dict, str | None]] = []
+        self.updates: list[dict] = []
         self.versions: list[dict] = []
         self.reindexed: list[int] = []
         self.index_rows: dict[str, list[dict]] = {}
         self.touched: set[str] = set()
+        self.held: dict[tuple[str, str], bool] = {}       # reference targets looked up: live here or not
+        self.references = references if references is not None else conditional.References()
+        self.conditional_refs: set[str] = set()           # every conditional reference of the entries
 
     def fail(self, issue: Issue, status: int) -> None:
         self.issues.append(issue)
@@ -147,15 +151,19 @@ class Transaction:
             # Stop before any write: two entries on one resource would otherwise both insert it, and the
             # unique-key error (retried by db.write, then raised) became a 500 instead of this 400.
             raise TransactionFailed(self.issues, self.status)
-        currents = self._lock_rows([(p.rtype, ids[p.index]) for p in planned if ids.get(p.index)])
+        # A POST without criteria has a fresh uuid4: no row to lock (a collision fails the insert, and the retry
+        # draws another id).
+        currents = self._lock_rows([(p.rtype, ids[p.index]) for p in planned
+                                    if ids.get(p.index) and not (p.method == "POST" and p.condition is None)])
         produced = {f"{p.rtype}/{ids[p.index]}" for p in planned if p.method in ("POST", "PUT") and ids.get(p.index)}
+        refs = self._collect_references(planned, produced)
         outcomes: dict[int, EntryOutcome] = {}
         for p in sorted(planned, key=lambda p: PROCESSING_ORDER.get(p.method, 9)):
             rid = ids.get(p.index)
             current = currents.get((p.rtype, rid)) if rid else None
             if p.method == "GET":
                 self._flush()  # a GET entry sees the transaction's own writes
-            outcomes[p.index] = self._apply(p, rid, current, produced, currents)
+            outcomes[p.index] = self._apply(p, rid, current, produced, refs.get(p.index, []))
         if self.issues:
             raise TransactionFailed(self.issues, self.status)
         self._flush()
@@ -163,23 +171,41 @@ class Transaction:
 
     def _flush(self) -> None:
         """Write what the entries deferred, a statement per table for the whole transaction (not ~11 per resource):
-        versions, index rows (old ones deleted first), and one counter bump per compartment."""
-        if self.versions:
-            self.conn.execute(insert(resource_versions), self.versions)
+        new resources (their pks come back), updated ones, versions, index rows (old ones deleted first), and one
+        counter bump per compartment."""
+        if self.inserts:
+            rows = [row for row, _, _, _ in self.inserts]
+            if db.is_sqlite(self.conn):
+                returned = self.conn.execute(_INSERT_RESOURCE, rows)
+                pks = {(t, i): pk for pk, t, i in returned}
+                for row in rows:
+                    row["pk"] = pks[(row["res_type"], row["res_id"])]
+            else:
+                for row, pk in zip(rows, row_writer.next_pks(self.conn, resources, len(rows))):
+                    row["pk"] = pk
+                row_writer.insert_rows(self.conn, resources, rows)
+            for row, version, resource, patient in self.inserts:
+                version["res_pk"] = row["pk"]
+                indexing.collect_rows(row["pk"], resource, patient, self.index_rows)
+        if self.updates:
+            self.conn.execute(_UPDATE_RESOURCE, self.updates)
+        row_writer.insert_rows(self.conn, resource_versions, self.versions)
         indexing.delete_index(self.conn, self.reindexed)
         indexing.insert_index(self.conn, self.index_rows)
         self._bump(self.touched)
-        self.versions, self.reindexed, self.index_rows, self.touched = [], [], {}, set()
+        self.inserts, self.updates, self.versions, self.reindexed, self.index_rows, self.touched = [], [], [], [], {}, set()
 
     # -- ids -------------------------------------------------------------------------------------------------
     def _resolve_ids(self, planned: list[PlannedEntry]) -> dict[int, str | None]:
         ids: dict[int, str | None] = {}
+        conditions = [p for p in planned if p.method != "GET" and p.condition is not None]
+        matches = self._match_conditions(conditions)
         for p in planned:
             if p.method == "GET":
                 ids[p.index] = p.rid
                 continue
             if p.condition is not None:
-                ids[p.index] = self._conditional_id(p)
+                ids[p.index] = self._conditional_id(p, matches[p.index])
             elif p.rid:
                 ids[p.index] = p.rid
             else:
@@ -188,20 +214,35 @@ class Transaction:
                 self.urls[p.full_url] = f"{p.rtype}/{ids[p.index]}"
         return ids
 
-    def _conditional_id(self, p: PlannedEntry) -> str | None:
+    def _match_conditions(self, conditions: list[PlannedEntry]) -> dict[int, list[str]]:
+        """The matches (ids, at most 2) of every conditional entry's criteria, after one advisory lock statement
+        on all of them; `identifier=system|value` criteria in one query (store.conditional), others one by one."""
         from store.search import match_rows
 
+        if not conditions:
+            return {}
+        db.lock_all(self.conn, [conditional.lock_name(p.rtype, p.condition or []) for p in conditions])
+        fast = {p.index: conditional.identifier_criterion(p.rtype, list(p.condition or [])) for p in conditions}
+        found = conditional.match_identifiers(self.conn, {c for c in fast.values() if c is not None})
+        matches: dict[int, list[str]] = {}
+        for p in conditions:
+            criterion = fast[p.index]
+            if criterion is not None:
+                matches[p.index] = found[criterion]
+                continue
+            source = "ifNoneExist" if p.method == "POST" else "url"
+            with _entry_path(f"{p.path}.request.{source}"):
+                matches[p.index] = [m["res_id"] for m in match_rows(self.conn, p.rtype, list(p.condition or []), 2)]
+        return matches
+
+    def _conditional_id(self, p: PlannedEntry, matches: list[str]) -> str | None:
         criteria = "&".join(f"{k}={v}" for k, v in sorted(p.condition or []))
-        db.lock(self.conn, f"conditional:{p.rtype}?{criteria}")
-        source = "ifNoneExist" if p.method == "POST" else "url"
-        with _entry_path(f"{p.path}.request.{source}"):
-            matches = match_rows(self.conn, p.rtype, list(p.condition or []), 2)
         where = f"{p.path}.request"
         if len(matches) > 1:
             self.fail(Issue(where, f"the criteria {p.rtype}?{criteria} match more than one resource", "multiple-matches"), 412)
             return None
         if matches:
-            found = matches[0]["res_id"]
+            found = matches[0]
             if p.method == "PUT" and p.resource and p.resource.get("id") not in (None, found):
                 self.fail(Issue(f"{p.path}.resource.id", f"the resource id {p.resource['id']!r} differs from the match {found!r}", "invalid"), 400)
             return found
@@ -241,33 +282,128 @@ class Transaction:
         wanted = sorted({(t, i) for t, i in keys if i})
         if not wanted:
             return {}
-        query = select(resources).where(tuple_(resources.c.res_type, resources.c.res_id).in_(wanted))
+        query = select(resources).where(_keys_where(wanted))
         if not db.is_sqlite(self.conn):
             query = query.order_by(resources.c.pk).with_for_update()
         return {(r.res_type, r.res_id): r._asdict() for r in self.conn.execute(query)}
 
+    # -- references ------------------------------------------------------------------------------------------
+    def _collect_references(self, planned: list[PlannedEntry], produced: set[str]) -> dict[int, list[Reference]]:
+        """Per entry written, its (path, reference) pairs, walked once; the literal targets of all of them are
+        looked up in one query (self.held), the conditional ones are noted for one search (self.references)."""
+        refs: dict[int, list[Reference]] = {}
+        targets: set[tuple[str, str]] = set()
+        for p in planned:
+            if p.method not in ("POST", "PUT") or not isinstance(p.resource, dict):
+                continue
+            found = p.refs if p.refs is not None else [
+                Reference(path, ref, ()) for path, ref in iter_references(p.resource, f"{p.path}.resource")]
+            refs[p.index] = found
+            for _, ref, _ in found:
+                ref = self.urls.get(ref, ref)
+                if conditional.is_conditional(ref):
+                    self.conditional_refs.add(ref)
+                    continue
+                target = _literal_target(ref)
+                if target is not None and ref not in produced:
+                    targets.add(target)
+        self._look_up_targets(targets)
+        return refs
+
+    def _look_up_targets(self, targets: set[tuple[str, str]]) -> None:
+        wanted = sorted(targets - set(self.held))
+        for i in range(0, len(wanted), conditional.CHUNK):
+            chunk = wanted[i:i + conditional.CHUNK]
+            live = {(r.res_type, r.res_id) for r in self.conn.execute(
+                select(resources.c.res_type, resources.c.res_id).where(_keys_where(chunk), resources.c.deleted.is_(False)))}
+            self.held.update({key: key in live for key in chunk})
+
+    def _resolve_conditional_references(self, refs: list[tuple[str, str]], path: str) -> dict[str, str]:
+        """`Type?criteria` references resolve by search to the one match (http.html#trules); none or several fail.
+        The first entry that needs one searches them all (after its criteria's advisory locks); a write that could
+        change an answer makes the next entry needing it search again (store.conditional.References)."""
+        wanted = {ref for _, ref in refs if conditional.is_conditional(ref)}
+        if not wanted:
+            return {}
+        missing = self.references.missing(wanted)
+        if missing:
+            self._flush()  # the search must see what earlier entries of this transaction created
+            every = self.references.missing(self.conditional_refs | wanted)
+            db.lock_all(self.conn, self.references.lock_names(every))
+            self.references.resolve(self.conn, every)
+        resolved: dict[str, str] = {}
+        for ref in sorted(wanted):
+            answer = self.references.known[ref]
+            if isinstance(answer, InputError):
+                for issue in answer.issues:
+                    self.fail(Issue(path, f"conditional reference {ref!r}: {issue.message}", issue.code), 400)
+                continue
+            if len(answer) != 1:
+                what = "no resource" if not answer else "more than one resource"
+                self.fail(Issue(path, f"conditional reference {ref!r} matches {what}", "not-found" if not answer else "multiple-matches"),
+                          404 if not answer else 412)
+                continue
+            rtype = ref.partition("?")[0]
+            resolved[ref] = f"{rtype}/{answer[0]}"
+            self.held.setdefault((rtype, answer[0]), True)   # found live by the search: no second lookup
+        return resolved
+
+    def _check_targets(self, refs: list[tuple[str, str]], produced: set[str]) -> list[Issue]:
+        """Relative references must name a resource held here or made by this transaction (strict), or are kept
+        verbatim with a warning (lenient). urn: references were resolved at planning or fail there."""
+        checked = []
+        for ref_path, ref in refs:
+            target = _literal_target(ref)
+            if target is None or ref in produced:
+                continue
+            checked.append((ref_path, ref, target))
+        if not checked:
+            return []
+        self._look_up_targets({target for _, _, target in checked})  # conditional references resolved since
+        warnings = []
+        for ref_path, ref, target in checked:
+            if self.held[target]:
+                continue
+            message = f"reference {ref!r} points to a resource this server does not hold"
+            if self.policy == LENIENT:
+                warnings.append(Issue(ref_path, message + "; kept as sent", "not-found", "warning"))
+            else:
+                self.fail(Issue(ref_path, message, "not-found"), 404)
+        return warnings
+
     # -- one entry -------------------------------------------------------------------------------------------
     def _apply(self, p: PlannedEntry, rid: str | None, row: dict | None, produced: set[str],
-               rows: dict[tuple[str, str], dict]) -> EntryOutcome:
+               refs: list[Reference]) -> EntryOutcome:
         if p.method == "GET":
             return self._get(p)
         if p.condition is not None and rid is None:
             return EntryOutcome("204 No Content" if p.method == "DELETE" else "412 Precondition Failed")
         live = row is not None and not row["deleted"]
-        current = json.loads(row["body"]) if live else None
+        current = json.loads(row["body"]) if row is not None and live else None
         if p.if_match and not _matches_version(p.if_match, row if live else None):
-            have = row["version"] if live else "none"
+            have = row["version"] if row is not None and live else "none"
             self.fail(Issue(f"{p.path}.request.ifMatch", f"version mismatch: ifMatch {p.if_match}, current {have}", "conflict"), 412)
             return EntryOutcome(STATUS_TEXT[412])
         if p.method == "DELETE":
             return self._delete(p, rid, row, current)
         if p.method == "POST" and p.condition is not None and current is not None:
             return _existing(p.rtype, rid, row, current)
-        assert rid is not None
-        resource = rewrite_references(p.resource, lambda ref: self.urls.get(ref, ref))
-        resource = self._resolve_conditional_references(resource, p.path)
+        assert rid is not None and p.resource is not None
+        mapped = [(path, self.urls.get(ref, ref)) for path, ref, _ in refs]
+        resolved = self._resolve_conditional_references(mapped, p.path)
+        if resolved:
+            mapped = [(path, resolved.get(ref, ref)) for path, ref in mapped]
+        # A copy only where a reference changes: the planned resource stays as sent (db.write may run this again).
+        changes = [(r, new) for r, (_, new) in zip(refs, mapped) if r.value != new]
+        if not changes:
+            resource = dict(p.resource)
+        elif p.refs is not None:
+            resource = replace_references(p.resource, [(r.keys, new) for r, new in changes])
+        else:
+            changed = {r.value: new for r, new in changes}
+            resource = cast(dict, rewrite_references(p.resource, lambda ref: changed.get(ref, ref)))
         resource["id"] = rid
-        warnings = self._check_targets(resource, produced, p.path)
+        warnings = self._check_targets(mapped, produced)
         if current is not None and content(current) == content(resource):
             outcome = _existing(p.rtype, rid, row, current)
             outcome.issues = warnings
@@ -291,12 +427,15 @@ class Transaction:
     def _delete(self, p: PlannedEntry, rid: str | None, row: dict | None, current: dict | None) -> EntryOutcome:
         if current is None or row is None:
             return EntryOutcome("204 No Content")  # deleting what is not there (any more) succeeds (http.html#delete)
+        assert rid is not None
         version = row["version"] + 1
         old_patient = row["patient_id"]
-        self.conn.execute(update(resources).where(resources.c.pk == row["pk"]).values(
-            version=version, deleted=True, last_updated=self.stamp, body=None, patient_id=old_patient))
-        self._version_row(row["pk"], p.rtype, rid, version, "DELETE", old_patient, None)
+        self.updates.append({"b_pk": row["pk"], "b_version": version, "b_deleted": True, "b_last_updated": self.stamp,
+                             "b_patient_id": old_patient, "b_body": None})
+        self.versions.append(self._version_row(row["pk"], p.rtype, rid, version, "DELETE", old_patient, None))
         self.reindexed.append(row["pk"])
+        self.held[(p.rtype, rid)] = False          # later entries referring to it: not held any more
+        self.references.written(p.rtype, rid, None)
         patients = {old_patient} - {None}
         self.touched |= patients
         return EntryOutcome("204 No Content", etag=f'W/"{version}"', patients=patients, patient=old_patient)
@@ -314,95 +453,48 @@ class Transaction:
                             "cannot move it (delete it and create it for the other patient)", "conflict"), 409)
             return EntryOutcome(STATUS_TEXT[409])
         body = dumps(resource)
+        method = "POST" if p.method == "POST" else "PUT"
         if row is None:
-            pk = self.conn.execute(insert(resources).values(
-                res_type=p.rtype, res_id=rid, version=version, deleted=False, last_updated=self.stamp,
-                patient_id=patient, body=body).returning(resources.c.pk)).scalar_one()
+            version_row = self._version_row(None, p.rtype, rid, version, method, patient, body)
+            self.inserts.append(({"res_type": p.rtype, "res_id": rid, "version": version, "deleted": False,
+                                  "last_updated": self.stamp, "patient_id": patient, "body": body}, version_row, resource, patient))
         else:
             pk = row["pk"]
-            self.conn.execute(update(resources).where(resources.c.pk == pk).values(
-                version=version, deleted=False, last_updated=self.stamp, patient_id=patient, body=body))
-        method = "POST" if p.method == "POST" else "PUT"
-        self._version_row(pk, p.rtype, rid, version, method, patient, body)
-        if row is not None:
-            self.reindexed.append(pk)  # a new row has no index rows to delete
-        indexing.collect_rows(pk, resource, patient, self.index_rows)
-        patients = {patient, row["patient_id"] if row else None} - {None}
+            self.updates.append({"b_pk": pk, "b_version": version, "b_deleted": False, "b_last_updated": self.stamp,
+                                 "b_patient_id": patient, "b_body": body})
+            version_row = self._version_row(pk, p.rtype, rid, version, method, patient, body)
+            self.reindexed.append(pk)
+            indexing.collect_rows(pk, resource, patient, self.index_rows)
+        self.versions.append(version_row)   # in processing order: seq orders the history
+        self.references.written(p.rtype, rid, resource)
+        patients = {pid for pid in (patient, row["patient_id"] if row else None) if pid}
         self.touched |= patients
         created = row is None or bool(row["deleted"])
         return EntryOutcome("201 Created" if created else "200 OK", f"{p.rtype}/{rid}/_history/{version}", f'W/"{version}"',
                             stamp, resource, warnings, patient, patients, created)
 
-    def _version_row(self, pk: int, rtype: str, rid: str | None, version: int, method: str, patient: str | None,
-                     body: str | None) -> None:
-        self.versions.append({"res_pk": pk, "res_type": rtype, "res_id": rid, "version": version, "method": method,
-                              "last_updated": self.stamp, "patient_id": patient, "body": body})
+    def _version_row(self, pk: int | None, rtype: str, rid: str, version: int, method: str, patient: str | None,
+                     body: str | None) -> dict:
+        return {"res_pk": pk, "res_type": rtype, "res_id": rid, "version": version, "method": method,
+                "last_updated": self.stamp, "patient_id": patient, "body": body}
 
     def _bump(self, patients: set[str]) -> None:
-        """The compartments' write counters move in the write's transaction: cached views of them are then unreachable."""
-        for pid in sorted(patients):
-            dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(patient_state).values(patient_id=pid, version=1, changed_at=self.stamp)
-            self.conn.execute(stmt.on_conflict_do_update(
-                index_elements=["patient_id"],
-                set_={"version": patient_state.c.version + 1, "changed_at": self.stamp}))
-
-    # -- references ------------------------------------------------------------------------------------------
-    def _resolve_conditional_references(self, resource: dict, path: str) -> dict:
-        """`Type?criteria` references resolve by search to the one match (http.html#trules); none or several fail."""
-        from store.search import match_rows
-
-        conditional = {ref for _, ref in iter_references(resource, path) if "?" in ref and not ref.startswith(("http:", "https:", "urn:"))}
-        if not conditional:
-            return resource
-        self._flush()  # the search must see what earlier entries of this transaction created
-        resolved: dict[str, str] = {}
-        for ref in sorted(conditional):
-            rtype, _, query = ref.partition("?")
-            try:
-                matches = match_rows(self.conn, rtype, parse_qsl(query, keep_blank_values=True), 2)
-            except CaseError as exc:
-                for issue in exc.issues:
-                    self.fail(Issue(path, f"conditional reference {ref!r}: {issue.message}", issue.code), 400)
-                continue
-            if len(matches) != 1:
-                what = "no resource" if not matches else "more than one resource"
-                self.fail(Issue(path, f"conditional reference {ref!r} matches {what}", "not-found" if not matches else "multiple-matches"),
-                          404 if not matches else 412)
-                continue
-            resolved[ref] = f"{rtype}/{matches[0]['res_id']}"
-        return rewrite_references(resource, lambda r: resolved.get(r, r))
-
-    def _check_targets(self, resource: dict, produced: set[str], path: str) -> list[Issue]:
-        """Relative references must name a resource held here or made by this transaction (strict), or are kept
-        verbatim with a warning (lenient). urn: references were resolved at planning or fail there."""
-        refs = []
-        for ref_path, ref in iter_references(resource, f"{path}.resource"):
-            rtype, rid = parse_reference(ref)
-            if rtype is None or ref.startswith(("http://", "https://", "#", "urn:")) or ref in produced or "?" in ref:
-                continue
-            refs.append((ref_path, ref, rtype, rid))
-        if not refs:
-            return []
-        held = {(r.res_type, r.res_id) for r in self.conn.execute(
-            select(resources.c.res_type, resources.c.res_id).where(
-                tuple_(resources.c.res_type, resources.c.res_id).in_(sorted({(t, i) for _, _, t, i in refs})),
-                resources.c.deleted.is_(False)))}
-        warnings = []
-        for ref_path, ref, rtype, rid in refs:
-            if (rtype, rid) in held:
-                continue
-            message = f"reference {ref!r} points to a resource this server does not hold"
-            if self.policy == LENIENT:
-                warnings.append(Issue(ref_path, message + "; kept as sent", "not-found", "warning"))
-            else:
-                self.fail(Issue(ref_path, message, "not-found"), 404)
-        return warnings
+        """The compartments' write counters move in the write's transaction: cached views of them are then
+        unreachable. One executemany upsert for all of them."""
+        if not patients:
+            return
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(patient_state)
+        self.conn.execute(stmt.on_conflict_do_update(
+            index_elements=["patient_id"], set_={"version": patient_state.c.version + 1, "changed_at": stmt.excluded.changed_at}),
+            [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)])
 
     def _provenance_owner(self, resource: dict) -> str | None:
         """A Provenance joins the compartment of the first target that has one."""
         if resource.get("resourceType") != "Provenance":
             return None
+        if self.inserts:
+            self._flush()  # a target may be a resource this transaction created
         for target in resource.get("target", []):
             rtype, rid = parse_reference(target.get("reference", ""))
             if rtype:
@@ -413,14 +505,38 @@ class Transaction:
         return None
 
 
+_INSERT_RESOURCE = insert(resources).returning(resources.c.pk, resources.c.res_type, resources.c.res_id)
+_UPDATE_RESOURCE = update(resources).where(resources.c.pk == bindparam("b_pk")).values(
+    version=bindparam("b_version"), deleted=bindparam("b_deleted"), last_updated=bindparam("b_last_updated"),
+    patient_id=bindparam("b_patient_id"), body=bindparam("b_body"))
+
+
+def _keys_where(keys: list[tuple[str, str]]) -> ColumnElement[bool]:
+    """Rows of these (type, id) keys, as `type = T AND id IN (...)` per type: SQLite answers a row-value
+    `(type, id) IN (VALUES ...)` by scanning the whole table, this by the unique index."""
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, []).append(rid)
+    return or_(*(and_(resources.c.res_type == rtype, resources.c.res_id.in_(ids)) for rtype, ids in sorted(by_type.items())))
+
+
+def _literal_target(ref: str) -> tuple[str, str] | None:
+    """(type, id) of a relative literal reference checked against the store; None for absolute, contained,
+    urn: and conditional references."""
+    if ref.startswith(("http://", "https://", "#", "urn:")) or "?" in ref:
+        return None
+    rtype, rid = parse_reference(ref)
+    return (rtype, rid) if rtype is not None and rid is not None else None
+
+
 @contextlib.contextmanager
 def _entry_path(path: str) -> Iterator[None]:
     """A search that refuses its criteria names the parameter (Patient?foo); the entry it came from goes first,
     so that a Bundle's error says which entry failed."""
     try:
         yield
-    except CaseError as exc:
-        raise CaseError([Issue(path, f"{i.path}: {i.message}", i.code, i.severity) for i in exc.issues], exc.status) from None
+    except InputError as exc:
+        raise InputError([Issue(path, f"{i.path}: {i.message}", i.code, i.severity) for i in exc.issues], exc.status) from None
 
 
 def _matches_version(if_match: str, row: dict | None) -> bool:

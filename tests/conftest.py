@@ -1,26 +1,23 @@
 """Shared fixtures: a real Redis (own database number, flushed per test) and the gateway app."""
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from pathlib import Path
-
 from typing import Iterator
 
 import pytest
 import redis
 
 import databases
+from case_files import SEED_CASES, load_case
+from gateway_setup import authorised_client, gateway_config
 from service.redis_conn import start_private_redis
 from store import db
 
-pytest_plugins = ["fhir_server_fixture"]
+pytest_plugins = ["fhir_server_fixture", "sync_helpers", "browser"]  # fixtures of helper modules
 
 # Gateways and workers that tests start without a database URL share one SQLite file of this run, never the repo's.
 os.environ.setdefault("GATEWAY_DATA_DIR", tempfile.mkdtemp(prefix="gateway-test-data-"))
-DATA = Path(__file__).parent / "data"
-SEED_CASES = ["case1-vipoma", "case2-insulinoma"]
 TEST_DB = 15
 
 
@@ -52,23 +49,6 @@ def redis_client(redis_url):
     client.flushdb()
 
 
-# A test client key with every scope; tests of access control use their own credentials.
-TEST_API_KEY = "test-key-all-scopes"
-TEST_SCOPES = ["system/*.read", "system/*.write", "admin"]
-
-
-def api_keys_config() -> str:
-    from service.auth import key_hash
-
-    return json.dumps([{"client": "test-suite", "sha256": key_hash(TEST_API_KEY), "scopes": TEST_SCOPES}])
-
-
-def authorised_client(app):
-    client = app.test_client()
-    client.environ_base["HTTP_X_API_KEY"] = TEST_API_KEY
-    return client
-
-
 @pytest.fixture(scope="session", params=databases.ENGINES)
 def database_url(request, tmp_path_factory) -> Iterator[str]:
     """One database of each engine for the whole run (migrated once); the store tests run on each."""
@@ -97,11 +77,6 @@ def db_engine(database_url):
     return engine
 
 
-def gateway_config(redis_url: str, database_url: str, **extra) -> dict:
-    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "TESTING": True, "API_KEYS": api_keys_config(),
-            "RATE_LIMIT": "100000/minute", **extra}
-
-
 @pytest.fixture
 def app(redis_url, redis_client, sqlite_url):
     from service import create_app
@@ -126,10 +101,6 @@ def store_client(store_app):
 @pytest.fixture
 def client(app):
     return authorised_client(app)
-
-
-def load_case(name: str) -> dict:
-    return json.loads((DATA / name / "input.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(params=SEED_CASES)

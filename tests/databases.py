@@ -46,6 +46,9 @@ def database_url(kind: str, folder) -> str:
 
 
 def empty(engine: Engine) -> None:
+    from store import audit_log
+
+    audit_log.flush(engine)  # the last test's queued read events must not land in the next test's tables
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(t.name for t in metadata.sorted_tables)

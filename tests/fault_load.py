@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from conftest import TEST_API_KEY
+from gateway_setup import TEST_API_KEY
 
 IDENTIFIER_SYSTEM = "urn:fault-test"
 
@@ -101,13 +101,3 @@ def is_transient_outcome(answer: Answer) -> bool:
     """A 503 OperationOutcome with Retry-After: the only acceptable answer while a store is down."""
     return (answer.status == 503 and answer.retry_after is not None and answer.body is not None
             and answer.body.get("resourceType") == "OperationOutcome")
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

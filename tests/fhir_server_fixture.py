@@ -1,4 +1,4 @@
-"""pytest fixtures for a real FHIR R4 server (sekmet-fhir on loopback), built on scripts/fhir_server.py.
+"""pytest fixtures for a real FHIR R4 server (sekmet-fhir on loopback), built on localfhir/server.py.
 
 Enable in ``tests/conftest.py`` with either::
 
@@ -22,34 +22,19 @@ turns on bearer auth), ``SEKMET_VENV`` (where sekmet is installed; default ``<re
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-_REPO = Path(__file__).resolve().parent.parent
+from localfhir import server as local_fhir
 
-
-def _load_fhir_server():
-    """Import scripts/fhir_server.py (scripts/ is not a package)."""
-    if "fhir_server" in sys.modules:
-        return sys.modules["fhir_server"]
-    spec = importlib.util.spec_from_file_location("fhir_server", _REPO / "scripts" / "fhir_server.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fhir_server"] = mod  # before exec: dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fhir_server_mod = _load_fhir_server()
+fhir_server_mod = local_fhir
 ServerHandle = fhir_server_mod.ServerHandle
 
 

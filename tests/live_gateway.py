@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,10 @@ from typing import IO, Iterator
 
 import requests
 
-from conftest import api_keys_config
+from gateway_setup import api_keys_config
+from net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_healthy(base: str, timeout: float = 40.0) -> None:

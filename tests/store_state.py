@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, func, select
 
-from store.schema import audit_events, patient_state, resource_versions, resources
+from store.schema import patient_state, resource_versions, resources
 
 
 def snapshot(engine: Engine) -> dict:
@@ -14,8 +14,3 @@ def snapshot(engine: Engine) -> dict:
         versions = conn.execute(select(func.count()).select_from(resource_versions)).scalar_one()
         patients = dict(conn.execute(select(patient_state.c.patient_id, patient_state.c.version)).all())
     return {"resources": rows, "versions": versions, "patients": patients}
-
-
-def audit_count(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(audit_events)).scalar_one()

@@ -9,7 +9,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import authorised_client, load_case
+from case_files import load_case
+from gateway_setup import authorised_client
 from mappings.case_bundle import case_to_bundle
 from store_state import snapshot
 

@@ -6,15 +6,8 @@ import json
 import time
 
 import pytest
-from test_bulk_import import (
-    corpus_counts,
-    corpus_lines,
-    finished_import,
-    identifier_map,
-    start_import,
-    two_clients,
-)
-from test_sync_helpers import run_jobs
+from bulk_helpers import corpus_counts, corpus_lines, finished_import, identifier_map, start_import, two_clients
+from sync_helpers import run_jobs
 
 from registry.procedure_history import procedure_history
 from store import reads

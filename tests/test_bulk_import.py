@@ -2,43 +2,23 @@
 and the reference policy: strict, lenient, urn: references always enforced."""
 from __future__ import annotations
 
-import collections
 import http.server
 import json
 import threading
 from functools import partial
-from pathlib import Path
 
 import databases
 import pytest
-from conftest import authorised_client, gateway_config
+from gateway_setup import authorised_client, gateway_config
 from sqlalchemy import func, select
-from test_sync_helpers import (
-    FAST_ENV,
-    kill_hard,
-    run_jobs,
-    start_worker,
-    stop_worker,
-    wait_for,
-)
+from polling import wait_for
+from bulk_helpers import CORPUS, corpus_counts, corpus_files, corpus_lines, finished_import, identifier_map, start_import, two_clients
+from sync_helpers import FAST_ENV, kill_hard, start_worker, stop_worker
 
 from store import db
 from store.schema import resource_versions, resources
 
-CORPUS = Path(__file__).parent / "data" / "bulk" / "synthea-4-patients"
 NPI = "http://hl7.org/fhir/sid/us-npi"
-
-
-def corpus_files() -> list[Path]:
-    return sorted(CORPUS.glob("*.ndjson"))
-
-
-def corpus_lines() -> list[str]:
-    return [line for path in corpus_files() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def corpus_counts() -> dict[str, int]:
-    return dict(collections.Counter(json.loads(line)["resourceType"] for line in corpus_lines()))
 
 
 def held_counts(engine) -> dict[str, int]:
@@ -51,33 +31,6 @@ def held_counts(engine) -> dict[str, int]:
 def version_count(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(resource_versions)).scalar_one()
-
-
-def identifier_map() -> dict[str, str]:
-    """`Type?identifier=system|value` -> `Type/id` from the corpus's Practitioner, Location and Organization lines."""
-    found = {}
-    for line in corpus_lines():
-        r = json.loads(line)
-        if r["resourceType"] in ("Practitioner", "Location", "Organization"):
-            for ident in r.get("identifier", []):
-                found[f"{r['resourceType']}?identifier={ident['system']}|{ident['value']}"] = f"{r['resourceType']}/{r['id']}"
-    return found
-
-
-def start_import(client, body: str, name: str = "upload.ndjson") -> str:
-    answer = client.post(f"/$import?name={name}", data=body.encode("utf-8"), content_type="application/fhir+ndjson",
-                         headers={"Prefer": "respond-async"})
-    assert answer.status_code == 202, answer.get_data(as_text=True)
-    location = answer.headers["Content-Location"]
-    assert "/$import/" in location
-    return location.split("/$import/", 1)[1]
-
-
-def finished_import(client, redis_client, job_id: str) -> dict:
-    run_jobs(redis_client)
-    answer = client.get(f"/$import/{job_id}")
-    assert answer.status_code == 200, (answer.status_code, answer.headers)
-    return answer.get_json()
 
 
 def manifest_counts(manifest: dict, key: str) -> dict[str, int]:
@@ -181,20 +134,6 @@ def test_import_from_a_parameters_manifest_of_ndjson_urls(client, redis_client, 
     assert answer.status_code == 202, answer.get_data(as_text=True)
     manifest = finished_import(client, redis_client, answer.headers["Content-Location"].split("/$import/")[1])
     assert manifest_counts(manifest, "output") == corpus_counts() and manifest["error"] == []
-
-
-def two_clients(redis_url: str, sqlite_url: str, scopes: list[str]):
-    """The test suite's client and a second one ("other") of the same gateway, with `scopes`."""
-    from conftest import api_keys_config
-
-    from service import create_app
-    from service.auth import key_hash
-
-    keys = json.loads(api_keys_config()) + [{"client": "other", "sha256": key_hash("other-key"), "scopes": scopes}]
-    app = create_app(gateway_config(redis_url, sqlite_url, API_KEYS=json.dumps(keys)))
-    other = app.test_client()
-    other.environ_base["HTTP_X_API_KEY"] = "other-key"
-    return authorised_client(app), other
 
 
 def test_an_import_status_and_its_files_are_shown_to_its_client_only(redis_url, redis_client, sqlite_url):

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from conftest import authorised_client, load_case
+from bundles import fact_index, stored_patient_id
+from case_files import load_case
+from gateway_setup import authorised_client
 from store_state import snapshot
 from mappings.case_bundle import case_to_bundle
 
@@ -33,7 +35,7 @@ def stored(client) -> dict:
 
 
 def patient_id(response) -> str:
-    return response.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    return stored_patient_id(response.get_json())
 
 
 def _strip(resource: dict) -> dict:
@@ -125,47 +127,55 @@ def _two_entry_bundle() -> dict:
 
 def test_broken_reference_rejects_the_whole_transaction(client):
     bundle = _two_entry_bundle()
-    bundle["entry"][3]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
-    _bad(client, bundle, 400, ["Bundle.entry[3].resource.subject.reference"])
+    i = fact_index(bundle, "diarrhoea-at-presentation")
+    bundle["entry"][i]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
+    _bad(client, bundle, 400, [f"Bundle.entry[{i}].resource.subject.reference"])
 
 
 def test_strict_policy_rejects_a_reference_to_a_resource_we_do_not_hold(strict):
     bundle = _two_entry_bundle()
-    bundle["entry"][5]["resource"]["subject"]["reference"] = "Patient/nobody"
-    _bad(strict, bundle, 404, ["Bundle.entry[5].resource.subject.reference"])
+    i = fact_index(bundle, "syndrome-recurrence-1")
+    bundle["entry"][i]["resource"]["subject"]["reference"] = "Patient/nobody"
+    _bad(strict, bundle, 404, [f"Bundle.entry[{i}].resource.subject.reference"])
 
 
 def test_lenient_policy_keeps_a_reference_to_a_resource_we_do_not_hold_with_a_warning(client):
     assert client.application.config["REFERENCE_POLICY"] == "lenient"  # the integration gateway's default
     bundle = _two_entry_bundle()
-    bundle["entry"][5]["resource"]["subject"]["reference"] = "Patient/nobody"
+    i = fact_index(bundle, "syndrome-recurrence-1")
+    bundle["entry"][i]["resource"]["subject"]["reference"] = "Patient/nobody"
     body = post(client, bundle).get_json()
-    response = body["entry"][5]["response"]
+    response = body["entry"][i]["response"]
     assert response["status"] == "201 Created"
     (issue,) = response["outcome"]["issue"]
-    assert issue["severity"] == "warning" and issue["expression"] == ["Bundle.entry[5].resource.subject.reference"]
+    assert issue["severity"] == "warning" and issue["expression"] == [f"Bundle.entry[{i}].resource.subject.reference"]
     stored_resource = client.get(response["location"].split("/_history")[0]).get_json()
     assert stored_resource["subject"]["reference"] == "Patient/nobody"
 
 
 def test_urn_references_must_resolve_under_the_lenient_policy_too(client):
     bundle = _two_entry_bundle()
-    bundle["entry"][3]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
-    _bad(client, bundle, 400, ["Bundle.entry[3].resource.subject.reference"])
+    i = fact_index(bundle, "diarrhoea-at-presentation")
+    bundle["entry"][i]["resource"]["subject"]["reference"] = "urn:uuid:00000000-0000-0000-0000-000000000000"
+    _bad(client, bundle, 400, [f"Bundle.entry[{i}].resource.subject.reference"])
 
 
 def test_wrong_resource_type_names_the_entry(client):
     bundle = _two_entry_bundle()
-    bundle["entry"][2]["resource"]["resourceType"] = "Conditio"
-    bundle["entry"][4]["resource"]["status"] = 7
-    _bad(client, bundle, 400, ["Bundle.entry[2].resource.resourceType", "Bundle.entry[4].resource.status"])
+    metastases, weight_loss = fact_index(bundle, "liver-metastases"), fact_index(bundle, "weight-loss-at-presentation")
+    bundle["entry"][metastases]["resource"]["resourceType"] = "Conditio"
+    bundle["entry"][weight_loss]["resource"]["status"] = 7
+    _bad(client, bundle, 400, [f"Bundle.entry[{metastases}].resource.resourceType",
+                               f"Bundle.entry[{weight_loss}].resource.status"])
     _bad(client, {"resourceType": "Patient"}, 400, ["Bundle.resourceType"])
 
 
 def test_duplicate_full_urls_are_rejected(client):
     bundle = _two_entry_bundle()
-    bundle["entry"][2]["fullUrl"] = bundle["entry"][1]["fullUrl"]
-    _bad(client, bundle, 400, ["Bundle.entry[2].fullUrl"])
+    primary, metastases = fact_index(bundle, "primary-tumour"), fact_index(bundle, "liver-metastases")
+    assert primary < metastases  # the later of two entries with one fullUrl is the duplicate
+    bundle["entry"][metastases]["fullUrl"] = bundle["entry"][primary]["fullUrl"]
+    _bad(client, bundle, 400, [f"Bundle.entry[{metastases}].fullUrl"])
 
 
 def test_oversized_bundles_are_rejected(store_app):
@@ -180,9 +190,10 @@ def test_stale_if_match_fails_the_transaction_with_412(client):
     bundle = _two_entry_bundle()
     post(client, bundle)
     changed = copy.deepcopy(bundle)
-    changed["entry"][1]["resource"]["note"] = [{"text": "edited"}]
-    changed["entry"][1]["request"]["ifMatch"] = 'W/"7"'
-    _bad(client, changed, 412, ["Bundle.entry[1].request.ifMatch"])
+    i = fact_index(changed, "primary-tumour")
+    changed["entry"][i]["resource"]["note"] = [{"text": "edited"}]
+    changed["entry"][i]["request"]["ifMatch"] = 'W/"7"'
+    _bad(client, changed, 412, [f"Bundle.entry[{i}].request.ifMatch"])
 
 
 def test_batch_applies_valid_entries_and_reports_each_failure(strict):
@@ -220,7 +231,7 @@ def test_collection_bundle_is_kept_all_or_nothing(client):
     ]}
     body = post(client, bundle, path="/").get_json()
     assert body["type"] == "transaction-response" and len(body["entry"]) == 2
-    pid = body["entry"][0]["fullUrl"].split("/")[1]
+    pid = stored_patient_id(body)
     assert client.get(f"/Patient/{pid}/$everything").get_json()["total"] == 2
 
 
@@ -234,5 +245,6 @@ def test_empty_bundle_gets_an_empty_response_bundle(client, btype):
 def test_null_elements_are_rejected_not_read_as_absent(client):
     """Found by the hypothesis bundle test: `"identifier": null` passed fhir.resources and crashed the write."""
     bundle = _two_entry_bundle()
-    bundle["entry"][12]["resource"]["identifier"] = None
-    _bad(client, bundle, 400, ["Bundle.entry[12].resource.identifier"])
+    i = fact_index(bundle, "two-stage-hepatectomy")
+    bundle["entry"][i]["resource"]["identifier"] = None
+    _bad(client, bundle, 400, [f"Bundle.entry[{i}].resource.identifier"])

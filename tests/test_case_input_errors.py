@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import authorised_client, load_case
+from case_files import load_case
+from gateway_setup import authorised_client
 
 
 def _post(client, body, content_type="application/json", path="/cases"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import load_case
+from case_files import load_case
 from fhir_helpers import by_fact, codes, event_time, extension, relative
 
 from mappings.case_bundle import case_to_bundle
@@ -195,3 +195,107 @@ def test_registry_records_follow_their_json_schema_with_sites_once_and_times_as_
     assert ivb["time"]["relative"]["offset"]["value"] == 2 and ivb["time"]["approximate"] is True
     pancreatectomy = next(r for r in records if r["identifier"].endswith("caudal-pancreatectomy"))
     assert pancreatectomy["sites"][0]["topography"]["code"] == "C25.2"
+
+
+# -- what the last session left open (issue 14) -------------------------------------------------------------
+
+RADIOTHERAPY_CATEGORY = ("sct", "108290001")
+
+
+def test_hypokalaemia_of_the_recurrence_is_its_own_coded_condition(case1):
+    hypokalaemia = case1["hypokalaemia-1"]
+    assert ("sct", "43339004") in codes(hypokalaemia["code"]) and "1.9 mEq/l" in hypokalaemia["code"]["text"]
+    assert relative(hypokalaemia)["target"]["reference"] == _url("pnet-sirt-case-1", "syndrome-recurrence-1")
+    assert _status(hypokalaemia) == "resolved"  # with the electrolyte disturbances, after SIRT
+
+
+def test_sirt_asserts_no_yttrium_and_is_recorded_as_radiation_therapy(case1, case2):
+    for sirt in (case1["sirt-right-lobe"], case2["sirt-right-hepatic-artery"]):
+        assert codes(sirt["code"]) == {("sct", "1156383000")}  # intravascular brachytherapy: no isotope asserted
+        assert "SIRT" in sirt["code"]["text"]
+        assert RADIOTHERAPY_CATEGORY in codes(sirt["category"])
+        assert "meta" not in sirt  # RadiotherapyCourseSummary does not fit (fixed code, Period, dose volumes)
+    assert "category" not in case2["tae-left-hepatic-artery"]
+
+
+def test_arteries_and_the_lobe_are_body_sites_where_the_text_gives_them(case1, case2):
+    sirt = case2["sirt-right-hepatic-artery"]["bodySite"]
+    assert codes(sirt[1]) == {("sct", "69421009")} and sirt[1]["text"] == "Right hepatic artery"
+    assert sirt[2] == {"text": "Right lobe of liver"}  # no verified code for a liver lobe
+    assert case2["tae-left-hepatic-artery"]["bodySite"][1] == {"text": "Left lobe of liver"}
+    assert [s["text"] for s in case1["sirt-right-lobe"]["bodySite"]] == ["Right hepatic lobe"]  # named once
+
+
+def test_the_status_at_death_is_a_cancer_disease_status_observation(case2):
+    status = case2["disease-status-at-death"]
+    assert status["meta"]["profile"] == [MCODE + "mcode-cancer-disease-status"]
+    assert ("loinc.org", "97509-4") in codes(status["code"])
+    assert ("sct", "550991000124107") in codes(status["valueCodeableConcept"])  # in full remission
+    assert status["focus"] == [{"reference": _url("pnet-sirt-case-2", "liver-metastases-unresectable")}]
+    assert relative(status)["target"]["reference"] == _url("pnet-sirt-case-2", "patient")
+
+
+def _lines(bundle: dict) -> list[dict]:
+    from treatment_lines.engine import summarise
+    return summarise([e["resource"] for e in bundle["entry"]])["lines"]
+
+
+def test_case1_first_line_was_completed_as_planned_and_the_recurrence_ends_the_interval_after_it(bundles):
+    line1 = _lines(bundles["case1-vipoma"])[0]
+    assert line1["endReason"]["code"] == "completed" and line1["endReason"]["contributing"] == []
+    assert line1["outcomes"]["syndromeControl"]["value"] == "complete"
+
+
+def test_case2_embolizations_gave_short_lived_control_and_ended_for_failure_and_bleeding(bundles, case2):
+    line3 = _lines(bundles["case2-insulinoma"])[2]
+    assert line3["outcomes"]["syndromeControl"]["value"] == "partial"  # short-lived, not none
+    reason = line3["endReason"]
+    assert reason["code"] == "no-response" and reason["evidence"] == [_url("pnet-sirt-case-2", "symptom-control-tae-left")]
+    assert [(c["code"], c["evidence"]) for c in reason["contributing"]] == [
+        ("toxicity", [_url("pnet-sirt-case-2", "gi-bleeding")])]
+    coma = _url("pnet-sirt-case-2", "hypoglycaemic-coma-risk")  # began mid-line: a reason of a session, not the end
+    assert coma not in reason["evidence"] and all(coma not in c["evidence"] for c in reason["contributing"])
+
+
+def test_case2_sirt_line_runs_to_death_and_its_duration_agrees_with_its_end_reason(bundles):
+    summary_lines = _lines(bundles["case2-insulinoma"])
+    line4 = summary_lines[3]
+    assert line4["endReason"]["code"] == "death"
+    assert line4["end"]["low"] == 77.37 and line4["duration"]["minDays"] > 800  # to death, not the SIRT day
+    assert line4["outcomes"]["syndromeControl"]["duration"] == {"value": 28, "unit": "mo"}
+
+
+def test_line_figures_measured_from_approximate_offsets_say_so(bundles):
+    case1_lines, case2_lines = _lines(bundles["case1-vipoma"]), _lines(bundles["case2-insulinoma"])
+    assert case1_lines[0]["duration"]["approximate"] is False  # "for 9 months" after surgery: as given
+    assert case1_lines[0]["timeToNextTreatment"]["approximate"] is True  # "9 months later", after "1 year"
+    assert case1_lines[2]["duration"] == {"days": 0, "minDays": None, "maxDays": None, "reason": None,
+                                          "approximate": False}  # one procedure, one day
+    assert case2_lines[3]["duration"]["approximate"] is True  # "11 months", then "17 months"
+
+
+def test_the_narrative_extractor_keeps_chromogranin_a_units_as_text():
+    from narrative import extract_drafts
+    report = (Path(__file__).parent / "data" / "case1-vipoma" / "narrative.txt").read_text(encoding="utf-8")
+    draft = extract_drafts(report)[0]
+    (cga,) = [o for o in draft["case"]["observations"] if o.get("value", {}).get("unit") == "U/l"]
+    assert cga["value"] == {"value": 32, "unit": "U/l", "unitCoded": False}
+    assert [e["ucum"] for e in draft["evidence"] if e["fact"] == cga["id"] and "ucum" in e] == [None]
+    bundle = case_to_bundle(draft["case"])  # and the mapper keeps it as text, as for the seed case
+    (quantity,) = [e["resource"]["valueQuantity"] for e in bundle["entry"]
+                   if e["resource"].get("valueQuantity", {}).get("unit") == "U/l"]
+    assert "code" not in quantity and "system" not in quantity
+
+
+def test_the_icu_stay_is_an_inpatient_acute_encounter_not_a_procedure(bundles, case2):
+    icu = case2["icu-admission"]
+    assert icu["resourceType"] == "Encounter" and icu["status"] == "finished"
+    assert (icu["class"]["system"].rsplit("/", 1)[-1], icu["class"]["code"]) == ("v3-ActCode", "ACUTE")
+    assert ("sct", "305351004") in codes(icu["type"][0])
+    assert icu["reasonReference"] == [{"reference": _url("pnet-sirt-case-2", "hypoglycaemic-coma-risk")}]
+    assert "end" in event_time(icu)  # discharged 4 days after SIRT
+    # what was given in the ICU still counts from it, and the lines still see the stay as a critical event
+    assert relative(case2["octreotide-iv/octreotide"])["target"]["reference"] == _url("pnet-sirt-case-2", "icu-admission")
+    from treatment_lines.engine import summarise
+    critical = summarise([e["resource"] for e in bundles["case2-insulinoma"]["entry"]])["criticalEvents"]
+    assert [e["kind"] for e in critical if e["reference"] == _url("pnet-sirt-case-2", "icu-admission")] == ["intensive-care"]

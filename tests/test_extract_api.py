@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SEED_CASES, gateway_config
+from case_files import SEED_CASES
+from gateway_setup import gateway_config
 
 from service.auth import key_hash
 from treatment_lines.engine import summarise

@@ -1,26 +1,18 @@
 """The review page in a real headless Chromium against a real gateway process: paste the seed report, see
-every fact highlighted beside its evidence, reject one, create the case. The screenshot goes to docs/."""
+every fact highlighted beside its evidence, reject one, create the case. The screenshot goes to test-artifacts/
+(UPDATE_DOCS_SCREENSHOT=1 writes docs/extraction-review.png instead, the picture the docs show)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-from conftest import TEST_API_KEY
+from gateway_setup import TEST_API_KEY
 from live_gateway import live_gateway
-from test_timeline_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = (ROOT / "tests" / "data" / "case1-vipoma" / "narrative.txt").read_text(encoding="utf-8")
-SCREENSHOT = ROOT / "docs" / "extraction-review.png"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _require_browser()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+SCREENSHOT = (ROOT / "docs" / "extraction-review.png" if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1"
+              else ROOT / "test-artifacts" / "extraction-review.png")
 
 
 def test_review_page_highlights_facts_and_creates_the_reviewed_case(redis_url, browser):

@@ -10,19 +10,15 @@ import threading
 
 import pytest
 import requests
-from conftest import SEED_CASES, load_case
+from bundles import stored_patient_id
+from case_files import SEED_CASES, load_case
 from databases import create_postgres_database, drop_postgres_database
 from fault_load import patient_bundle, session
 from live_gateway import live_gateway
 from reliability import record
 from sqlalchemy import func, select
-from test_sync_helpers import (
-    FAST_ENV,
-    server_counts,
-    start_worker,
-    stop_worker,
-    wait_for,
-)
+from polling import wait_for
+from sync_helpers import FAST_ENV, server_counts, start_worker, stop_worker
 
 from store import db
 from store.schema import idx_token, resource_versions, resources
@@ -119,8 +115,8 @@ def test_two_gateways_and_two_workers_on_postgresql_lose_and_double_nothing(redi
     try:
         with live_gateway(redis_url, **env) as first, live_gateway(redis_url, **env) as second:
             sessions = [session(), session()]
-            pids = [sessions[0].post(f"{first}/cases?store=true", data=json.dumps(load_case(name)),
-                                     headers={"Content-Type": "application/json"}).json()["entry"][0]["fullUrl"].split("/")[1]
+            pids = [stored_patient_id(sessions[0].post(f"{first}/cases?store=true", data=json.dumps(load_case(name)),
+                                                       headers={"Content-Type": "application/json"}).json())
                     for name in SEED_CASES]
             jobs, failures = [], []
 

@@ -21,15 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import api_keys_config
+from gateway_setup import api_keys_config
 from fault_load import (
     WriteLoad,
     is_transient_outcome,
     patient_bundle,
     session,
-    wait_until,
 )
-from live_gateway import REPO, free_port, live_gateway, wait_healthy
+from live_gateway import REPO, live_gateway, wait_healthy
+from net import free_port
+from polling import wait_for
 from reliability import record
 from sqlalchemy import create_engine, text
 
@@ -96,7 +97,7 @@ class PrivateCluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        wait_until(lambda: not Path(f"/proc/{master}").exists(), 10, "the postmaster to die")
+        wait_for(lambda: not Path(f"/proc/{master}").exists(), 10, 0.05, "the postmaster to die")
 
     def stop(self) -> None:
         try:
@@ -167,7 +168,7 @@ def test_postgresql_killed_mid_write_loses_no_acknowledged_write_and_the_gateway
         times: dict[str, float] = {}
 
         def chaos() -> None:
-            wait_until(lambda: len(load.acknowledged) >= TOTAL // 4, 60, "a quarter of the writes")
+            wait_for(lambda: len(load.acknowledged) >= TOTAL // 4, 60, 0.05, "a quarter of the writes")
             times["down"] = time.monotonic()
             cluster.kill() if injection == "sigkill" else cluster.stop()
             time.sleep(DOWN_SECONDS)
@@ -213,7 +214,7 @@ def test_gateway_answers_503_with_retry_after_while_postgresql_is_down_and_recov
                 s.get(f"{base}/Patient/{pid}/$everything"), s.get(f"{base}/Observation?subject=Patient/{pid}")]
         cluster.start()
         up = time.monotonic()
-        back = wait_until(lambda: (r := s.get(f"{base}/Patient/{pid}")).status_code == 200 and r, 30, "the gateway to recover")
+        back = wait_for(lambda: (r := s.get(f"{base}/Patient/{pid}")).status_code == 200 and r, 30, 0.05, "the gateway to recover")
         recovered = time.monotonic() - up
     for response in down:
         assert response.status_code == 503, (response.request.method, response.request.url, response.status_code, response.text)
@@ -252,7 +253,7 @@ def test_sqlite_gateway_killed_mid_write_loses_no_acknowledged_write(redis_url, 
 
         def chaos() -> None:
             nonlocal proc
-            wait_until(lambda: len(load.acknowledged) >= TOTAL // 4, 60, "a quarter of the writes")
+            wait_for(lambda: len(load.acknowledged) >= TOTAL // 4, 60, 0.05, "a quarter of the writes")
             proc.kill()
             proc.wait(10)
             times["down"] = time.monotonic()

@@ -15,8 +15,9 @@ import time
 
 import pytest
 import redis
-from fault_load import WriteLoad, patient_bundle, session, wait_until
+from fault_load import WriteLoad, patient_bundle, session
 from live_gateway import live_gateway
+from polling import wait_for
 from reliability import record
 from sqlalchemy import func, select
 
@@ -44,14 +45,14 @@ class PrivateRedis:
 
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)
-        wait_until(lambda: not _answers(self.url), 10, "redis-server to die")
+        wait_for(lambda: not _answers(self.url), 10, 0.05, "redis-server to die")
 
     def start_again(self) -> None:
         self.restarted = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port",
                                            str(self.port), "--dir", self.folder, "--appendonly", "yes", "--save", ""],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.restarted.pid
-        wait_until(lambda: _answers(self.url), 10, "redis-server to start again")
+        wait_for(lambda: _answers(self.url), 10, 0.05, "redis-server to start again")
 
     def close(self) -> None:
         if self.restarted is not None:
@@ -107,10 +108,10 @@ def test_redis_killed_mid_load_the_gateway_keeps_answering_uncached_and_loses_no
         times: dict[str, float] = {}
 
         def chaos() -> None:
-            wait_until(lambda: len(load.acknowledged) >= TOTAL // 4, 60, "a quarter of the writes")
+            wait_for(lambda: len(load.acknowledged) >= TOTAL // 4, 60, 0.05, "a quarter of the writes")
             own_redis.kill()
             times["down"] = time.monotonic()
-            wait_until(lambda: len(load.acknowledged) >= 3 * TOTAL // 4, 120, "writes while Redis is down")
+            wait_for(lambda: len(load.acknowledged) >= 3 * TOTAL // 4, 120, 0.05, "writes while Redis is down")
             times["restart"] = time.monotonic()
             own_redis.start_again()
             times["up"] = time.monotonic()

@@ -12,13 +12,14 @@ import os
 import shutil
 import subprocess
 import uuid
+from bundles import stored_patient_id
 from collections.abc import Iterator
 from pathlib import Path
 
 import databases
 import pytest
 import requests
-from conftest import TEST_API_KEY
+from gateway_setup import TEST_API_KEY
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.patient import Patient
 from fhirclient.models.practitioner import Practitioner
@@ -104,7 +105,7 @@ def test_fhirclient_transaction_conditional_create_history_and_everything(gatewa
     assert [e["response"]["status"].split()[0] for e in first["entry"]] == ["201", "201"]
     replay = Bundle(transaction_bundle(family, mrn)).create(server)   # ifNoneExist matches: nothing new
     assert [e["response"]["etag"] for e in replay["entry"]] == ['W/"1"', 'W/"1"']
-    pid = first["entry"][0]["response"]["location"].split("/")[1]
+    pid = stored_patient_id(first)
     assert Practitioner.read(family.lower(), server).identifier[0].system == NPI_SYSTEM
     patient = Patient.read(pid, server)
     patient.birthDate = None
@@ -166,7 +167,7 @@ def test_fhirpy_transaction_history_and_everything(gateway):
     family, mrn = unique("Fptx"), unique("MRN-")
     response = client.execute("/", method="post", data=transaction_bundle(family, mrn))
     assert response["type"] == "transaction-response"
-    pid = response["entry"][0]["response"]["location"].split("/")[1]
+    pid = stored_patient_id(response)
     history = client.execute(f"Patient/{pid}/_history", method="get")
     assert history["type"] == "history" and len(history["entry"]) == 1
     everything = client.reference("Patient", pid).execute("$everything", method="get")

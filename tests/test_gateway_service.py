@@ -5,7 +5,8 @@ import json
 
 import jsonschema
 
-from conftest import authorised_client, load_case, api_keys_config
+from case_files import load_case
+from gateway_setup import api_keys_config, authorised_client
 
 
 def test_post_case_returns_the_transaction_bundle(client, seed_case):

@@ -34,6 +34,8 @@ def test_history_reads_as_expected(name):
             assert (line["endReason"] or {}).get("code") == want["endReason"], line["endReason"]
         if "maintenance" in want:
             assert line["maintenance"] == want["maintenance"]
+        if "end" in want:  # the line's end date (e.g. where a depot's action ends)
+            assert (line["end"] or {}).get("low") == want["end"], line["end"]
         if "cancer" in want:
             assert line["cancer"] == f"Condition/{want['cancer']}"
     if "flags" in expected:

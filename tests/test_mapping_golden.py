@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 
-from conftest import DATA, SEED_CASES, load_case
+from case_files import DATA, SEED_CASES, load_case
 from regen_golden import golden_bundle
 import pytest
 

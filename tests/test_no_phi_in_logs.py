@@ -10,7 +10,9 @@ import time
 
 import requests
 
-from conftest import TEST_API_KEY, load_case
+from bundles import stored_patient_id
+from case_files import load_case
+from gateway_setup import TEST_API_KEY
 from live_gateway import REPO, live_gateway
 from mappings.case_bundle import case_to_bundle
 
@@ -57,12 +59,12 @@ def _run_flow(base: str) -> list[str]:
     session.headers.update({"X-API-Key": TEST_API_KEY})
     fhir = {"Content-Type": "application/fhir+json"}
     ehr = session.post(f"{base}/Bundle", data=json.dumps(_ehr_bundle()), headers=fhir).json()
-    patients = [ehr["entry"][0]["fullUrl"].split("/")[1]]
+    patients = [stored_patient_id(ehr)]
     for name in ("case1-vipoma", "case2-insulinoma"):
         case = load_case(name)
         assert session.post(f"{base}/cases", json=case).status_code == 200
         stored = session.post(f"{base}/cases?store=true", json=case).json()
-        patients.append(stored["entry"][0]["fullUrl"].split("/")[1])
+        patients.append(stored_patient_id(stored))
     bad = case_to_bundle(load_case("case1-vipoma"))
     bad["entry"][1]["resource"]["subject"]["reference"] = f"Patient/{MRN}"
     assert session.post(f"{base}/Bundle", data=json.dumps(bad), headers=fhir).status_code == 404

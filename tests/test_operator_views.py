@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import logging
 
-from conftest import load_case
+from bundles import stored_patient_id
+from case_files import load_case
 from service.logs import JsonFormatter
 
 
@@ -22,7 +23,7 @@ def test_queue_dashboard_lists_queues(client):
 
 def test_metrics_count_requests_and_cache_results(client):
     stored = client.post("/cases?store=true", data=json.dumps(load_case("case1-vipoma")), content_type="application/json")
-    pid = stored.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    pid = stored_patient_id(stored.get_json())
     for _ in range(2):
         client.get(f"/Patient/{pid}/$everything")
     text = client.get("/metrics").get_data(as_text=True)

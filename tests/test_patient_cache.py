@@ -8,7 +8,9 @@ import time
 import pytest
 import requests
 
-from conftest import TEST_API_KEY, load_case
+from bundles import stored_patient_id
+from case_files import load_case
+from gateway_setup import TEST_API_KEY
 from live_gateway import live_gateway
 from mappings.case_bundle import case_to_bundle
 
@@ -16,7 +18,7 @@ from mappings.case_bundle import case_to_bundle
 
 def _store_case(client, name="case1-vipoma") -> str:
     response = client.post("/Bundle", data=json.dumps(case_to_bundle(load_case(name))), content_type="application/fhir+json")
-    return response.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    return stored_patient_id(response.get_json())
 
 
 def _add_observation(client, pid: str, text: str):
@@ -111,7 +113,7 @@ def test_two_gateway_processes_sharing_redis_never_serve_stale_bundles(two_gatew
     url_a, url_b = two_gateways
     headers = {"Content-Type": "application/fhir+json"}
     response = a.post(f"{url_a}/Bundle", data=json.dumps(case_to_bundle(load_case("case1-vipoma"))), headers=headers)
-    pid = response.json()["entry"][0]["fullUrl"].split("/")[1]
+    pid = stored_patient_id(response.json())
     for i in range(10):
         writer, reader = ((a, url_a), (b, url_b)) if i % 2 else ((b, url_b), (a, url_a))
         reader[0].get(f"{reader[1]}/Patient/{pid}/$everything?_count=1000")  # warm the reader's cache

@@ -12,11 +12,13 @@ import email.utils
 import json
 import re
 import time
+from bundles import stored_patient_id
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import DATA, SEED_CASES, authorised_client
+from case_files import DATA, SEED_CASES
+from gateway_setup import authorised_client
 from sqlalchemy import func, select
 
 from store import db
@@ -556,7 +558,7 @@ def test_seed_golden_bundle_is_stored_and_replaying_it_creates_no_version(store_
     assert statuses == ["201"] * len(bundle["entry"])
     replay = transaction(store_client, bundle["entry"])
     assert [e["response"]["etag"] for e in replay.get_json()["entry"]] == ['W/"1"'] * len(bundle["entry"])
-    pid = first.get_json()["entry"][0]["response"]["location"].split("/")[1]
+    pid = stored_patient_id(first.get_json())
     everything = store_client.get(f"/Patient/{pid}/$everything?_count=1000").get_json()
     assert everything["total"] == len(bundle["entry"])
 
@@ -731,7 +733,7 @@ def test_capability_claims_every_type_and_interaction_that_is_served(store_clien
     assert store_client.get("/?_id=x").status_code in (404, 405)   # search-system is not claimed, nor served
     assert not any("patch" in codes for codes in claimed.values())
     patient_entry = next(r for r in rest["resource"] if r["type"] == "Patient")
-    assert [op["name"] for op in patient_entry["operation"]] == ["everything"]
+    assert [op["name"] for op in patient_entry["operation"]] == ["everything", "export"]
     assert patient_entry["conditionalDelete"] == "single" and patient_entry["versioning"] == "versioned"
 
 

@@ -6,11 +6,15 @@ import time
 
 import jwt
 import pytest
-from conftest import load_case
+from bundles import stored_patient_id
+from case_files import load_case
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.apikeys import create_key
-from service.auth import key_hash
+from sqlalchemy import select
+
+from service.apikeys import create_key, revoke_client
+from service.auth import _key_cache, key_hash
+from store.schema import api_keys
 
 ISSUER, AUDIENCE = "https://idp.example.org", "oncology-gateway"
 
@@ -53,7 +57,7 @@ def _store(app, keys) -> str:
     response = app.test_client().post("/cases?store=true", data=json.dumps(load_case("case1-vipoma")), content_type="application/json",
                                       headers=bearer(token(keys, "system/*.write")))
     assert response.status_code == 200
-    return response.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    return stored_patient_id(response.get_json())
 
 
 def test_public_endpoints_need_no_credentials(secured):
@@ -92,13 +96,21 @@ def test_missing_scope_gets_403(secured, signing_keys):
     assert client.get("/AuditEvent", headers=read_only).status_code == 403
 
 
-def test_api_keys_are_checked_by_hash_from_config_and_from_redis(secured, redis_client):
+def test_api_keys_are_checked_by_hash_from_config_and_from_the_key_table(secured, redis_client):
     client = secured.test_client()
     assert client.get("/Procedure", headers={"X-API-Key": "registry-key"}).status_code == 200
     assert client.get("/Condition", headers={"X-API-Key": "registry-key"}).status_code == 403
-    raw = create_key(redis_client, "ops", ["admin"])
-    assert raw.encode() not in b"".join(redis_client.hvals("auth:api-keys")) and raw not in str(redis_client.hkeys("auth:api-keys"))
+    raw = create_key(secured.extensions["store"], "ops", ["admin"])
+    with secured.extensions["store"].connect() as conn:
+        stored = [tuple(row) for row in conn.execute(select(api_keys))]
+    assert stored and raw not in repr(stored) and key_hash(raw) in repr(stored)
     assert client.get("/AuditEvent", headers=bearer(raw)).status_code == 200
+    redis_client.flushdb()  # keys are not a cache: a Redis flush (or outage) locks nobody out
+    assert client.get("/AuditEvent", headers=bearer(raw)).status_code == 200
+    revoke_client(secured.extensions["store"], "ops")
+    assert client.get("/AuditEvent", headers=bearer(raw)).status_code == 200  # remembered up to KEY_CACHE_SECONDS
+    _key_cache.clear()
+    assert client.get("/AuditEvent", headers=bearer(raw)).status_code == 401
 
 
 def test_rate_limit_per_client_gives_429_with_operation_outcome(redis_url, redis_client):

@@ -16,14 +16,35 @@ import time
 import jwt
 import pytest
 import requests
-from conftest import TEST_API_KEY, api_keys_config, authorised_client, load_case
+from bundles import stored_patient_id
+from case_files import load_case
+from gateway_setup import TEST_API_KEY, api_keys_config, authorised_client
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from live_gateway import REPO, free_port, wait_healthy
+from live_gateway import REPO, wait_healthy
+from net import free_port
+from sqlalchemy import delete, insert, select
 
 from service.apikeys import create_key
-from service.auth import API_KEYS_HASH, DEVELOPMENT_CLIENT, key_hash
+from service.auth import DEVELOPMENT_CLIENT, key_hash
+from store import db
+from store.schema import api_keys
 
 ISSUER, AUDIENCE = "https://idp.example.org", "oncology-gateway"
+
+
+def _stored_keys() -> list[tuple]:
+    """Rows of the key table of the database these gateways use (the run's embedded SQLite file)."""
+    with db.engine_for(db.default_url()).connect() as conn:
+        return [tuple(row) for row in conn.execute(select(api_keys))]
+
+
+@pytest.fixture
+def no_stored_keys():
+    """Development mode needs a key table without real keys; an earlier test may have left some."""
+    engine = db.engine_for(db.default_url())
+    db.write(engine, lambda conn: conn.execute(delete(api_keys)))
+    yield
+    db.write(engine, lambda conn: conn.execute(delete(api_keys)))
 
 
 def _app(redis_url: str, **config):
@@ -70,11 +91,12 @@ def _events(app) -> list[dict]:
 
 
 # -- 1. the development key ----------------------------------------------------------------------------------
-def test_a_development_key_left_in_redis_by_an_older_gateway_is_never_accepted(redis_url, redis_client, signing_keys):
-    # What versions before issue 15 wrote: a full-admin key in the shared Redis, outliving the run.
+def test_a_stored_key_of_the_development_client_is_never_accepted(redis_url, redis_client, signing_keys, no_stored_keys):
+    # What versions before issue 15 did: a full-admin development key in shared storage, outliving the run.
     old_key = "ogk_left-behind-by-an-old-development-run"
-    redis_client.hset(API_KEYS_HASH, key_hash(old_key), json.dumps({"client": DEVELOPMENT_CLIENT,
-                                                                    "scopes": ["system/*.read", "system/*.write", "admin"]}))
+    row = {"digest": key_hash(old_key), "client": DEVELOPMENT_CLIENT, "created": 0,
+           "scopes": json.dumps(["system/*.read", "system/*.write", "admin"])}
+    db.write(db.engine_for(db.default_url()), lambda conn: conn.execute(insert(api_keys).values(row)))
     production = _app(redis_url, API_KEYS=api_keys_config(), JWT_JWKS_FILE=signing_keys["path"], JWT_ISSUER=ISSUER,
                       JWT_AUDIENCE=AUDIENCE)
     client = production.test_client()
@@ -82,16 +104,17 @@ def test_a_development_key_left_in_redis_by_an_older_gateway_is_never_accepted(r
     assert client.post("/Bundle", data="{}", content_type="application/fhir+json", headers=_bearer(old_key)).status_code == 401
 
 
-def test_the_development_key_lives_in_process_memory_only_and_stops_once_a_real_key_exists(redis_url, redis_client):
+def test_the_development_key_lives_in_process_memory_only_and_stops_once_a_real_key_exists(redis_url, redis_client,
+                                                                                          no_stored_keys):
     from service.__main__ import development_key
 
     gateway = _app(redis_url)
     raw = development_key(gateway)
-    assert raw and redis_client.hlen(API_KEYS_HASH) == 0  # nothing in the Redis other gateways share
+    assert raw and _stored_keys() == [] and redis_client.dbsize() == 0  # nothing other gateways share
     assert gateway.test_client().get("/AuditEvent", headers={"X-API-Key": raw}).status_code == 200
     other_gateway_on_the_same_redis = _app(redis_url)
     assert other_gateway_on_the_same_redis.test_client().get("/AuditEvent", headers={"X-API-Key": raw}).status_code == 401
-    create_key(redis_client, "ops", ["admin"])
+    create_key(gateway.extensions["store"], "ops", ["admin"])
     assert gateway.test_client().get("/AuditEvent", headers={"X-API-Key": raw}).status_code == 401
 
 
@@ -102,7 +125,7 @@ def test_no_development_key_when_credentials_are_configured(redis_url, redis_cli
     assert development_key(gateway) is None and "DEVELOPMENT_KEY_SHA256" not in gateway.config
 
 
-def test_python_m_service_prints_the_development_key_once_and_never_writes_it_to_redis(redis_url, redis_client):
+def test_python_m_service_prints_the_development_key_once_and_never_stores_it(redis_url, redis_client, no_stored_keys):
     """Also the Server header of the development server: it named Werkzeug's and Python's versions."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_PORT": str(port), "GATEWAY_EMBEDDED_STACK": "0",
@@ -119,7 +142,8 @@ def test_python_m_service_prints_the_development_key_once_and_never_writes_it_to
             printed.append(proc.stdout.readline())
         key = re.search(r"export GATEWAY_KEY=(\S+)", "".join(printed)).group(1)
         answer = requests.get(f"{base}/AuditEvent", headers={"X-API-Key": key}, timeout=10)
-        assert answer.status_code == 200 and redis_client.hlen(API_KEYS_HASH) == 0
+        assert answer.status_code == 200 and _stored_keys() == []
+        assert not [k for k in redis_client.keys() if b"key" in k.lower()]
         assert answer.headers["Server"] == "oncology-gateway"
     finally:
         proc.terminate()
@@ -127,19 +151,19 @@ def test_python_m_service_prints_the_development_key_once_and_never_writes_it_to
     assert "".join(printed).count(key) == 2  # the banner line and the export line, once each
 
 
-def test_python_m_service_refuses_development_mode_off_loopback(redis_url, redis_client):
+def test_python_m_service_refuses_development_mode_off_loopback(redis_url, redis_client, no_stored_keys):
     env = {**os.environ, "REDIS_URL": redis_url, "GATEWAY_HOST": "0.0.0.0", "GATEWAY_PORT": str(free_port()),
            "GATEWAY_EMBEDDED_STACK": "0"}
     for name in ("GATEWAY_API_KEYS", "GATEWAY_JWT_JWKS_FILE"):
         env.pop(name, None)
     result = subprocess.run([sys.executable, "-m", "service"], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "not a loopback address" in result.stderr
-    assert "GATEWAY_KEY" not in result.stdout and redis_client.hlen(API_KEYS_HASH) == 0
+    assert "GATEWAY_KEY" not in result.stdout and _stored_keys() == []
 
 
 def test_the_development_client_name_cannot_be_given_to_a_stored_key(redis_client):
     with pytest.raises(ValueError):
-        create_key(redis_client, DEVELOPMENT_CLIENT, ["admin"])
+        create_key(db.engine_for(db.default_url()), DEVELOPMENT_CLIENT, ["admin"])
 
 
 # -- 2. the timeline label clean-up ----------------------------------------------------------------------------
@@ -323,8 +347,8 @@ def test_behind_a_trusted_proxy_failures_are_counted_per_forwarded_address(redis
 
 
 def test_responses_carry_security_headers_and_phi_is_never_cached(client):
-    pid = client.post("/cases?store=true", data=json.dumps(load_case("case1-vipoma")),
-                      content_type="application/json").get_json()["entry"][0]["fullUrl"].split("/")[1]
+    pid = stored_patient_id(client.post("/cases?store=true", data=json.dumps(load_case("case1-vipoma")),
+                                        content_type="application/json").get_json())
     for path in (f"/Patient/{pid}", f"/Patient/{pid}/$everything", f"/Patient/{pid}/timeline", "/Procedure", "/metadata"):
         response = client.get(path)
         assert response.status_code == 200, path

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import load_case
+from case_files import load_case
 from fhir_helpers import by_fact, codes, event_time, extension, relative
 
 from mappings.case_bundle import case_to_bundle
@@ -89,7 +89,7 @@ def test_case1_procedures_with_their_details(case1):
     assert planned["status"] == "not-done" and "small future liver remnant" in planned["statusReason"]["text"]
     assert not any(k.startswith("performed") for k in planned)
     sirt = case1["sirt-right-lobe"]
-    assert ("sct", "764677008") in codes(sirt["code"]) and sirt["bodySite"][0]["text"] == "Right hepatic lobe"
+    assert ("sct", "1156383000") in codes(sirt["code"]) and sirt["bodySite"][0]["text"] == "Right hepatic lobe"
     assert "no SIRT-related toxicity" in sirt["outcome"]["text"]
 
 
@@ -160,7 +160,8 @@ def test_case2_embolizations_icu_and_intravenous_octreotide_with_glucose(case2):
     series = case2["tae-series"]
     assert extension(series, "https://oncology-gateway.example.org/fhir/StructureDefinition/session-count")[0]["valueInteger"] == 3
     assert [u["text"] for u in series["usedCode"]] == ["Polyvinyl alcohol particles (PVA) 150–300 µm", "Polyvinyl alcohol particles (PVA) 300–500 µm"]
-    assert ("sct", "305351004") in codes(case2["icu-admission"]["code"])
+    icu = case2["icu-admission"]  # a stay, so an Encounter (issue 14), typed by the ICU admission concept
+    assert icu["resourceType"] == "Encounter" and ("sct", "305351004") in codes(icu["type"][0])
     iv = case2["octreotide-iv/octreotide"]
     assert ("sct", "47625008") in codes(iv["dosage"][0]["route"]) and "Continuous" in iv["dosage"][0]["text"]
     assert ("rxnorm", "4850") in codes(case2["glucose-iv/glucose"]["medicationCodeableConcept"])

@@ -11,7 +11,8 @@ import pytest
 from db_fixture_search import index_count, remove, store
 from sqlalchemy import text
 
-from mappings.errors import CaseError
+from mappings.errors import InputError
+from mappings.references import identifier_token
 from store import indexing
 from store.search import (
     SEARCH_MODIFIERS,
@@ -95,7 +96,7 @@ def find(engine, rtype: str, *params: tuple[str, str], **kw) -> list[str]:
 
 
 def error_paths(engine, rtype: str, *params: tuple[str, str], **kw) -> list[str]:
-    with engine.connect() as conn, pytest.raises(CaseError) as caught:
+    with engine.connect() as conn, pytest.raises(InputError) as caught:
         search(conn, rtype, list(params), **kw)
     assert caught.value.status == 400
     return [issue.path for issue in caught.value.issues]
@@ -173,7 +174,7 @@ def test_every_seed_golden_bundle_resource_is_found_by_its_identifier(db_engine)
                     assert ids(search(conn, "Provenance", [("patient", pid)])) != []
                     continue
                 ident = resource["identifier"][0]
-                found = ids(search(conn, resource["resourceType"], [("identifier", f"{ident['system']}|{ident['value']}")]))
+                found = ids(search(conn, resource["resourceType"], [("identifier", identifier_token(ident))]))
                 assert len(found) == 1, (case, ident)
             conditions = search(conn, "Condition", [("patient", pid), ("_summary", "count")])
             assert conditions.total == sum(1 for e in entries if e["resource"]["resourceType"] == "Condition")
@@ -435,10 +436,10 @@ def test_a_cursor_from_another_search_or_tampered_is_a_400(world):
         assert cursor
         for bad, params in ((cursor, [("code", "2345-7"), ("_count", "1")]), ("not-a-cursor", [("_count", "1")]),
                             (cursor[:-3], [("_count", "1")])):
-            with pytest.raises(CaseError) as caught:
+            with pytest.raises(InputError) as caught:
                 search(conn, "Observation", params, cursor=bad)
             assert caught.value.issues[0].path == "Observation?_cursor"
-        with pytest.raises(CaseError):   # a cursor of the whole type is no cursor of one compartment
+        with pytest.raises(InputError):   # a cursor of the whole type is no cursor of one compartment
             search(conn, "Observation", [("_count", "1")], cursor=cursor, patient="pa")
 
 
@@ -481,7 +482,7 @@ def test_match_rows_serves_conditional_criteria_and_refuses_paging(world):
     with world.connect() as conn:
         assert [r["res_id"] for r in match_rows(conn, "Patient", [("identifier", f"{MRN}|m-1")], 2)] == ["pa"]
         assert len(match_rows(conn, "Observation", [("code", "2345-7")], 1)) == 1
-        with pytest.raises(CaseError):
+        with pytest.raises(InputError):
             match_rows(conn, "Patient", [("identifier", "m-1"), ("_count", "1")], 2)
 
 

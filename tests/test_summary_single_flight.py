@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from workers import summaries
+from summaries import line_summary as summaries
 
 
 def _store(client) -> str:
-    from conftest import load_case
+    from case_files import load_case
 
     answer = client.post("/cases?store=true", data=json.dumps(load_case("case2-insulinoma")), content_type="application/json")
     assert answer.status_code == 200

@@ -6,8 +6,9 @@ import json
 import fakeredis
 import pytest
 
-from conftest import SEED_CASES, authorised_client, api_keys_config
-from test_sync_helpers import enqueue, job_view, server_counts, store_case, sync_env  # noqa: F401
+from case_files import SEED_CASES
+from gateway_setup import api_keys_config, authorised_client
+from sync_helpers import enqueue, job_view, run_jobs, server_counts, store_case
 
 
 def post(client, path: str, body) -> object:
@@ -86,15 +87,13 @@ def test_in_process_mode_runs_jobs_inline(fhir_isolated, sync_env, redis_url, re
     answer = client.post("/sync/push")
     assert answer.status_code == 202 and answer.get_json()["status"] == "finished", job_view(client, answer.get_json()["id"])["error"]
     view = job_view(client, answer.get_json()["id"])
-    assert view["result"]["created"] == 37 and view["progress"]["done"] == 37
+    assert view["result"]["created"] == 38 and view["progress"]["done"] == 38
     assert server_counts(fhir_isolated.server)["Observation"] == 18
 
 
 def test_sync_jobs_leave_audit_events_and_count_upstream_errors(client, redis_client, sync_env):
     """Found missing in review: sync runs in workers, and those runs must be audited and counted too."""
     from store.audit_log import events as audit_events
-    from test_sync_helpers import enqueue, run_jobs, store_case
-
     sync_env("http://127.0.0.1:9/fhir", SYNC_JOB_RETRIES="0", SYNC_HTTP_ATTEMPTS="2")
     pid = store_case(client, "case1-vipoma")
     enqueue(client, "/sync/push", {"patient": f"Patient/{pid}"})

@@ -7,12 +7,12 @@ import time
 import pytest
 from rq.job import Job
 
-from conftest import SEED_CASES
+from case_files import SEED_CASES
 from fault_proxy import FaultProxy
 from fhir_server_fixture import fhir_server_mod
-from test_sync_helpers import (FAST_ENV, enqueue, job_view, kill_hard, run_jobs, server_counts, start_worker,  # noqa: F401
-                               stop_worker, store_case, sync_env, wait_for)
-from test_sync_push_pull import BOTH, EXPECTED
+from polling import wait_for
+from sync_helpers import (BOTH, EXPECTED, enqueue, forget_push_watermark, job_view, kill_hard, run_jobs, server_counts, start_worker,
+                          stop_worker, store_case)
 from reliability import record
 
 
@@ -52,8 +52,9 @@ def test_upstream_down_then_up_job_is_retried_and_completes(client, redis_client
     workers(env, "w-down-up")
     fhir_server_mod.stop(own_server, remove_data=False)
     job_id = enqueue(client, "/sync/push", {})
-    failed_once = wait_for(lambda: (v := job_view(client, job_id))["retriesLeft"] < 6 and v, 20, what="a failed attempt")
-    assert failed_once["status"] in ("queued", "started") and "UpstreamUnavailable" in (failed_once.get("error") or "UpstreamUnavailable")
+    # Between attempts the job reads "retrying", with the reason of the attempt that failed: never "failed".
+    failed_once = wait_for(lambda: (v := job_view(client, job_id))["status"] == "retrying" and v, 20, what="a failed attempt")
+    assert failed_once["retriesLeft"] < 6 and "UpstreamUnavailable" in failed_once["error"], failed_once
     restarted = fhir_server_mod.start(port=own_server.port, data_dir=own_server.data_dir)
     up_at = time.monotonic()
     own_server.process = restarted.process
@@ -123,7 +124,7 @@ def test_worker_killed_mid_job_is_rerun_by_the_next_worker_and_the_upstream_ends
         held = server_counts(fhir_isolated.server)
         assert held == BOTH
         # Exact: every upstream copy equals ours, so a fresh push of everything finds nothing to do.
-        redis_client.delete("sync:default:push-wm")
+        forget_push_watermark()
         check = enqueue(client, "/sync/push", {})
         result = wait_for(lambda: job_view(client, check).get("result"), 30, what="check push")
         assert result["unchanged"] == total and result["created"] == result["updated"] == 0

@@ -3,23 +3,12 @@ in-process with a burst worker (a separate process adds nothing to these cases).
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import pytest
 
-from conftest import DATA, SEED_CASES
-from test_sync_helpers import (CLINICAL_TYPES, enqueue, job_view, run_jobs, server_counts, store_case,  # noqa: F401
-                               sync_env)
-
-def _golden_counts(case: str) -> dict[str, int]:
-    """Resources per type of a seed case, read from its golden Bundle (so a mapping change cannot stale the counts)."""
-    bundle = json.loads((DATA / case / "expected-bundle.json").read_text(encoding="utf-8"))
-    return dict(Counter(e["resource"]["resourceType"] for e in bundle["entry"]))
-
-
-EXPECTED = {case: _golden_counts(case) for case in SEED_CASES}
-PULLED = {c: sum(n for t, n in EXPECTED[c].items() if t != "Provenance") for c in EXPECTED}  # Provenance is not pulled
-BOTH = {t: sum(EXPECTED[c][t] for c in SEED_CASES) for t in CLINICAL_TYPES}
+from case_files import SEED_CASES, load_case
+from sync_helpers import (BOTH, EXPECTED, PULLED, enqueue, forget_push_watermark, job_view, mapped_upstream_id, run_jobs,
+                          server_counts, store_case)
 
 
 @pytest.fixture
@@ -36,11 +25,8 @@ def push(client, redis_client, body: dict | None = None) -> dict:
     return view
 
 
-def upstream_copy(server, rtype: str, fact: str) -> dict:
-    """The upstream resource carrying a case-fact identifier ending in `fact`."""
-    bundle = server.request("GET", f"{rtype}?_count=200").body
-    return next(e["resource"] for e in bundle.get("entry", [])
-                if any(i["value"].endswith(fact) for i in e["resource"].get("identifier", [])))
+def local_patients(client) -> list[str]:
+    return [e["resource"]["id"] for e in client.get("/Patient?_count=100").get_json()["entry"]]
 
 
 def test_push_both_seed_cases_then_repush_creates_no_duplicates(client, redis_client, upstream):
@@ -57,9 +43,8 @@ def test_push_both_seed_cases_then_repush_creates_no_duplicates(client, redis_cl
     assert {c["resource"]["subject"]["reference"] for c in conditions} == {f"Patient/{p}" for p in patients}
 
     # Re-push of one patient, then of everything again (the watermark is reset to force it): nothing new.
-    pid = redis_client.hkeys("sync:default:map")  # the id map is filled
-    assert pid
-    redis_client.delete("sync:default:push-wm")
+    assert all(mapped_upstream_id(f"Patient/{p}") for p in local_patients(client))  # the id map is filled
+    forget_push_watermark()
     again = push(client, redis_client)
     assert server_counts(upstream.server) == BOTH
     assert again["result"]["unchanged"] == total, again["result"]
@@ -83,7 +68,7 @@ def test_push_without_patient_sends_only_patients_changed_since_last_push(client
 def test_local_change_is_pushed_as_update(client, redis_client, upstream):
     pid = store_case(client, SEED_CASES[0])
     push(client, redis_client)
-    case = json.loads(json.dumps(__import__("conftest").load_case(SEED_CASES[0])))
+    case = load_case(SEED_CASES[0])
     case["conditions"][2]["text"] = "History of diarrhoea (edited upstream-bound)"
     changed = "edited upstream-bound"
     client.post("/cases?store=true", data=json.dumps(case), content_type="application/json")
@@ -98,7 +83,7 @@ def test_local_change_is_pushed_as_update(client, redis_client, upstream):
 
 
 def _edited_case(name: str, condition_index: int, text: str) -> dict:
-    case = __import__("conftest").load_case(name)
+    case = load_case(name)
     case["conditions"][condition_index]["text"] = text
     return case
 
@@ -113,7 +98,8 @@ def test_pull_brings_back_only_upstream_changes_in_one_request_per_type(client, 
     from workers.pull import PULL_TYPES
 
     with FaultProxy(fhir_isolated.base_url) as proxy:
-        sync_env(proxy.base_url, SYNC_BATCH_SIZE="50")
+        # The paged search path (sekmet also offers $export: tests/test_sync_bulk_pull.py covers that one).
+        sync_env(proxy.base_url, SYNC_BATCH_SIZE="50", SYNC_UPSTREAM_EXPORT="off")
         pid = store_case(client, SEED_CASES[0])
         push(client, redis_client)
         first = _pull(client, redis_client)["result"]
@@ -125,7 +111,7 @@ def test_pull_brings_back_only_upstream_changes_in_one_request_per_type(client, 
         obs = fhir_isolated.request("GET", "Observation?_count=1").body["entry"][0]["resource"]
         obs["note"] = [{"text": "re-read by hospital pathologist"}]
         assert fhir_isolated.request("PUT", f"Observation/{obs['id']}", obs).status == 200
-        upstream_pid = redis_client.hget("sync:default:map", f"Patient/{pid}").decode()
+        upstream_pid = mapped_upstream_id(f"Patient/{pid}")
         new = {"resourceType": "Observation", "status": "final", "code": {"text": "Chromogranin A"},
                "subject": {"reference": f"Patient/{upstream_pid}"}, "valueQuantity": {"value": 321, "unit": "ng/mL"}}
         assert fhir_isolated.request("POST", "Observation", new).status == 201

@@ -3,45 +3,19 @@ overlapping, printable. Screenshots (screen and print) and a PDF per seed case g
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
+from bundles import stored_patient_id
 from pathlib import Path
 
 import pytest
 import redis
 
-from conftest import SEED_CASES, TEST_API_KEY, api_keys_config, load_case
+from case_files import SEED_CASES, load_case
+from gateway_setup import TEST_API_KEY
+from live_gateway import live_gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--no-first-run", "--disable-component-update"]
-
-
-def _require_browser():
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing, sync_playwright = "the playwright package is not installed", None
-    if not CHROMIUM.exists():
-        missing = f"{CHROMIUM} is not installed (apt-get install chromium)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser test cannot run in CI: {missing}")
-        pytest.skip(missing)
-    return sync_playwright
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(url: str, body: bytes | None = None) -> bytes:
@@ -54,41 +28,17 @@ def _call(url: str, body: bytes | None = None) -> bytes:
 def gateway(redis_url):
     """`python -m service` on a free port, with both seed cases stored over HTTP: {case: (url, summary)}."""
     redis.Redis.from_url(redis_url).flushdb()
-    port = _free_port()
-    env = dict(os.environ, REDIS_URL=redis_url, GATEWAY_PORT=str(port), GATEWAY_API_KEYS=api_keys_config(), GATEWAY_EMBEDDED_STACK="0",
-               GATEWAY_RATE_LIMIT="100000/minute")
-    log = (ARTIFACTS / "timeline-gateway.log")
     ARTIFACTS.mkdir(exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with (ARTIFACTS / "timeline-gateway.log").open("wb") as log, live_gateway(redis_url, output=log) as base:
         try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(f"{base}/healthz", timeout=1)
-                    break
-                except OSError:
-                    assert process.poll() is None, log.read_text(errors="replace")
-                    time.sleep(0.1)
             pages = {}
             for name in SEED_CASES:
                 bundle = json.loads(_call(f"{base}/cases?store=true", json.dumps(load_case(name)).encode()))
-                pid = bundle["entry"][0]["fullUrl"].split("/")[1]
+                pid = stored_patient_id(bundle)
                 pages[name] = (f"{base}/Patient/{pid}/timeline", json.loads(_call(f"{base}/Patient/{pid}/treatment-lines")))
             yield pages
         finally:
-            process.terminate()
-            process.wait(timeout=10)
             redis.Redis.from_url(redis_url).flushdb()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _require_browser()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _boxes(page, selector: str) -> list[dict]:

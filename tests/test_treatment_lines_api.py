@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from bundles import stored_patient_id
 from rq import Queue, SimpleWorker
 
-from conftest import DATA, load_case
+from case_files import DATA, load_case
 from workers.queues import SUMMARIES_QUEUE as QUEUE
 
 
 def _store(client, name: str) -> str:
     response = client.post("/cases?store=true", data=json.dumps(load_case(name)), content_type="application/json")
     assert response.status_code == 200
-    return response.get_json()["entry"][0]["fullUrl"].split("/")[1]
+    return stored_patient_id(response.get_json())
 
 
 def _shape(summary: dict) -> list[tuple]:

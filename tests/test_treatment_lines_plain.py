@@ -35,4 +35,4 @@ def test_plain_case1_measures_what_dates_allow():
     assert [c["reference"] for c in lines[2]["components"] if c["role"] == "backbone"] == [
         "MedicationAdministration/lar-7", "MedicationAdministration/lar-8"]
     assert lines[3]["rulesFired"][0]["id"] == "LOT-SSA-RESTART" and lines[3]["ongoing"]
-    assert [line["endReason"]["code"] for line in lines[:3]] == ["symptom-recurrence"] * 3
+    assert [line["endReason"]["code"] for line in lines[:3]] == ["completed", "symptom-recurrence", "completed"]

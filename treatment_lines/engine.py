@@ -24,7 +24,7 @@ from treatment_lines.outcomes import (
     last_backbone_line,
     line_outcomes,
 )
-from treatment_lines.report import interval, not_computable, time_span
+from treatment_lines.report import approximate_keys, flag_approximate, interval, not_computable, time_span
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.rules import RuleBook, load_rules
 from treatment_lines.timeline import POINT_EVENTS, Timeline
@@ -58,22 +58,27 @@ def _summarise(resources: list[dict], rules: dict | None) -> dict:
     index = ResourceIndex([r for r in resources if isinstance(r, dict) and r.get("resourceType")])
     outcomes = ev.outcomes(index, book)
     focus = {k for k, _ in index.of_type("Patient", "Condition", "Procedure", *ev.MEDICATION_TYPES)} | {o.key for o in outcomes}
-    tl = Timeline(index, focus)
     therapies, notes = ev.therapies(index, book)
+    # A depot acts after its injection: its end is the end of its action, for the gap and the line's end alike.
+    tl = Timeline(index, focus, acting={t.key: t.action_days for t in therapies if t.action_days})
     therapies = merge(therapies, tl)
     conditions = ev.conditions(index, book)
     death = _death_node(index)
     found = primaries.cancers(index, book, tl)
     flags = tl.issues + notes
     summaries: list[dict] = []
+    # Recorded progressions (a new tumour condition, progressive disease): switch maintenance must not follow one.
+    progression = [(c.key, "start") for c in conditions if c.kind == "tumour"] + [
+        (o.key, "start") for o in outcomes if o.kind == "disease-status" and o.category == "progressive-disease"]
+    approximate = approximate_keys(index.by_key)
     for n, group in enumerate(primaries.attribute(therapies, found, book, tl)):
         cancer = found[n] if found else None
         book.use_indication(cancer.indication if cancer else None)
-        lines = LineBuilder(book, tl).build(group)
+        lines = LineBuilder(book, tl, progression).build(group)
         offset = len(summaries)
         flags += _order_flags(lines, tl, offset)
         backbone_at = last_backbone_line(lines)
-        summaries += [_line(k, lines, death, tl, book, conditions, outcomes, flags, backbone_at, offset)
+        summaries += [_line(k, lines, death, tl, book, conditions, outcomes, flags, backbone_at, offset, approximate)
                       | {"cancer": cancer.key if cancer else None} for k in range(len(lines))]
     book.use_indication(found[0].indication if found else None)
     return {
@@ -84,7 +89,7 @@ def _summarise(resources: list[dict], rules: dict | None) -> dict:
                      "lines": [line["number"] for line in summaries if line["cancer"] == c.key]} for c in found],
         "lines": summaries,
         "surgeries": _surgeries(therapies, tl, book),
-        "criticalEvents": _critical(therapies, conditions, tl, book),
+        "criticalEvents": _critical(therapies, conditions, tl, book, index.of_type("Encounter")),
         "death": _death(index, death, tl, summaries),
         "flags": sorted(flags, key=lambda f: (f["code"], f["references"], f["message"])),
     }
@@ -125,11 +130,16 @@ def _component(member) -> dict:
     }
 
 
-def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, str | None]:
-    """(end nodes, ongoing, rule): a therapy that goes on as the next line's backbone ends this line there."""
+def _end(line: Line, following: Line | None, tl: Timeline, death=None) -> tuple[list, bool, str | None]:
+    """(end nodes, ongoing, rule): a therapy that goes on as the next line's backbone ends this line there; the
+    last line of a patient who died with one of its therapies (or its backbone) not proven over ends at death, so
+    that its duration agrees with its end reason (END-DEATH)."""
     items = line.items()
     if following and any(m.role == "backbone" and m.item in items for m in following.members):
         return [start(i) for i in first_items(following, tl)], False, None
+    if following is None and death is not None and any(
+            not tl.lt(end(m.item), death) for m in line.members if m.role in ("line", "backbone")):
+        return [death], False, None
     known = [end(i) for i in items if i.rtype in POINT_EVENTS or i.key in tl.points or end(i) in tl.anchored]
     if len(known) == len(items):
         return extreme_nodes(tl, known, latest=True), False, None
@@ -139,13 +149,13 @@ def _end(line: Line, following: Line | None, tl: Timeline) -> tuple[list, bool, 
 
 
 def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, conditions, outcomes, flags,
-          backbone_at: dict[str, int], offset: int = 0) -> dict:
+          backbone_at: dict[str, int], offset: int = 0, approximate: set[str] | None = None) -> dict:
     """Line n of one cancer's lines; `offset` numbers the lines of several cancers one after the other."""
     line = lines[n]
     following = lines[n + 1] if n + 1 < len(lines) else None
     ctx = LineContext(line, following, death, tl)
     starts = [start(i) for i in line.first]  # the earliest start is always among the first therapies
-    end_nodes, ongoing, open_rule = _end(line, following, tl)
+    end_nodes, ongoing, open_rule = _end(line, following, tl, death)
     reason = None if ongoing else end_reason(ctx, lambda key: backbone_at.get(key, -1) > n, conditions, outcomes, book)
     number = n + 1 + offset
     if not end_nodes and not ongoing:
@@ -156,6 +166,11 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
         flags.append({"code": "maintenance", "references": sorted(i.key for i in line.items()), "lines": [number],
                       "message": f"line {number}: {', '.join(line.dropped)} stopped after induction while "
                                  f"{', '.join(line.maintenance)} went on (continuation maintenance, same line)"})
+    if line.switched_to:
+        flags.append({"code": "switch-maintenance", "references": sorted(i.key for i in line.items()), "lines": [number],
+                      "message": f"line {number}: {', '.join(line.switched_to)} started after the "
+                                 f"{', '.join(line.induction_agents)} induction without a recorded progression "
+                                 "(switch maintenance, same line)"})
     fired += [("LOT-DUPLICATE", m.item.key) for m in line.members if m.item.also]
     if modality(line, book) == "combined":
         fired.append(("LOT-COMBINED", line.items()[0].key))
@@ -165,6 +180,11 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
         fired.append((open_rule, line.items()[0].key))
     members = sorted(line.members, key=lambda m: ROLE_ORDER[m.role])
     name = _name(line)
+    next_starts = [start(i) for i in first_items(following, tl)] if following else []
+    duration = interval(tl, starts, end_nodes, "duration", to_latest=True) if end_nodes else not_computable(
+        "the line is ongoing" if ongoing else "no end is recorded")
+    to_next = interval(tl, starts, next_starts, "time to next treatment") if following else not_computable(
+        "no later line" + (" before death" if death else ""))
     return {
         "number": number,
         "name": ", ".join(name),
@@ -174,13 +194,11 @@ def _line(n: int, lines: list[Line], death, tl: Timeline, book: RuleBook, condit
         "start": time_span(tl, starts),
         "end": time_span(tl, end_nodes, latest=True) if end_nodes else None,
         "ongoing": ongoing,
-        "duration": interval(tl, starts, end_nodes, "duration", to_latest=True) if end_nodes else not_computable(
-            "the line is ongoing" if ongoing else "no end is recorded"),
+        "duration": flag_approximate(duration, starts + end_nodes, approximate or set()),
         "endReason": reason,
         "components": [_component(m) for m in members],
         "outcomes": line_outcomes(ctx, outcomes, conditions, book),
-        "timeToNextTreatment": interval(tl, starts, [start(i) for i in first_items(following, tl)], "time to next treatment")
-        if following else not_computable("no later line" + (" before death" if death else "")),
+        "timeToNextTreatment": flag_approximate(to_next, starts + next_starts, approximate or set()),
         "maintenance": {"continued": line.maintenance, "dropped": line.dropped} if line.dropped else None,
         "rulesFired": _rules_fired(fired, book),
         "references": list(dict.fromkeys(k for m in members for k in [m.item.key, *m.item.also])),
@@ -215,10 +233,18 @@ class _Bare:
         self.item, self.role = item, "surgery"
 
 
-def _critical(therapies: list[ev.Therapy], conditions: list[ev.ConditionEvent], tl: Timeline, book: RuleBook) -> list[dict]:
+def _critical(therapies: list[ev.Therapy], conditions: list[ev.ConditionEvent], tl: Timeline, book: RuleBook,
+              encounters: list[tuple[str, dict]] | None = None) -> list[dict]:
     found = [{"reference": t.key, "kind": "intensive-care", "text": ev.label(t.concept),
               "start": time_span(tl, [start(t)]), "end": time_span(tl, [end(t)]) if end(t) in tl.anchored else None}
              for t in therapies if book.role(t.cls) == "critical-event"]
+    # An intensive-care stay recorded as an Encounter (our mapping does so): its type read by the procedure table.
+    for key, encounter in encounters or []:
+        concept = next(iter(encounter.get("type") or []), None)
+        if concept and book.role(book.classify(concept).cls) == "critical-event":
+            node, last = (key, "start"), (key, "end")
+            found.append({"reference": key, "kind": "intensive-care", "text": ev.label(concept),
+                          "start": time_span(tl, [node]), "end": time_span(tl, [last]) if last in tl.anchored else None})
     found += [{"reference": c.key, "kind": "condition", "text": c.text, "start": time_span(tl, [(c.key, "start")]),
                "end": None} for c in conditions if c.kind == "critical"]
     return sorted(found, key=lambda e: (tl.sort_key((e["reference"], "start")), e["reference"]))

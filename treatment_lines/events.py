@@ -8,21 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mappings.context import LOCAL_EXT
-from mappings.fhir_time import RELATIVE_URL
+from mappings.fhir_vocabulary import DUE_TO_URL, INTENT_URL, RELATIVE_URL
+from mappings.terminology import time_unit_days
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.rules import RuleBook
 
 COMBINED_URL = f"{LOCAL_EXT}/combined-with"
 TREATMENT_URL = f"{LOCAL_EXT}/treatment"
 DAILY_DOSE_URL = f"{LOCAL_EXT}/daily-dose"
-INTENT_URL = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-procedure-intent"
-DUE_TO_URL = "http://hl7.org/fhir/StructureDefinition/condition-dueTo"
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationAdministration")
 # Statuses meaning the therapy was not given (or not yet): they never make or extend a line.
 NOT_GIVEN = {"not-done", "entered-in-error", "preparation", "not-taken", "intended", "cancelled", "draft"}
 STOPPED = {"stopped", "on-hold"}
 RESOLVED = {"resolved", "inactive", "remission"}
-PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1, "wk": 7, "mo": 30.4375, "a": 365.25}
+PERIOD_DAYS = time_unit_days()  # Timing.repeat.periodUnit is a UCUM code (R4 units-of-time)
 
 
 @dataclass
@@ -53,6 +52,7 @@ class Therapy:
     frequency: str | None = None
     sites: list[str] = field(default_factory=list)
     intent: str | None = None
+    action_days: float | None = None  # a depot: one dose covers this many days after it is given
 
 
 @dataclass
@@ -173,7 +173,7 @@ def therapy(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     agent_code = "+".join(found.agents) if found.agents else codes[0] if codes else (label(concept) or "").lower()
     item = Therapy(
         key=key, rtype=rtype, cls=cls, classified_by=how, status=resource.get("status", "unknown"), concept=concept,
-        agent_code=agent_code, agents=found.agents,
+        agent_code=agent_code, agents=found.agents, action_days=found.action_days,
         explicit_stop=resource.get("status") in STOPPED or bool(reasons),
         stop_reasons=sorted({c for r in reasons for c in codes_of(r)}),
         combined_with=_ext_refs(resource, COMBINED_URL, index),
@@ -190,7 +190,7 @@ def therapy(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     intent = next((e.get("valueCodeableConcept") for e in resource.get("extension") or [] if e.get("url") == INTENT_URL), None)
     item.intent = label(intent) if intent else None
     if rtype == "Procedure":
-        item.sites = list(dict.fromkeys(label(s) for s in resource.get("bodySite") or [] if label(s)))
+        item.sites = list(dict.fromkeys(t for t in (label(s) for s in resource.get("bodySite") or []) if t))
     else:
         dosage = _dosage(resource)
         item.dose = dosage.get("dose")
@@ -243,7 +243,8 @@ def conditions(index: ResourceIndex, rules: RuleBook) -> list[ConditionEvent]:
     by_key = {event.key: event for event in found}
     for key, resource in index.of_type("Procedure"):
         for ref in resource.get("complicationDetail") or []:
-            event = by_key.get(index.resolve(ref))
+            target = index.resolve(ref)
+            event = by_key.get(target) if target else None
             if event is not None and key not in event.due_to:
                 event.kind, event.due_to = "complication", sorted(event.due_to + [key])
     return found
@@ -274,7 +275,7 @@ def outcome(key: str, resource: dict, index: ResourceIndex, rules: RuleBook) -> 
     if kind is None:
         return None
     markers = [label(index.by_key[r].get("code")) for r in (index.resolve(d) for d in resource.get("derivedFrom") or []) if r]
-    return OutcomeEvent(key, kind, (codes_of(value) or [None])[0], None, text, treatments,
+    return OutcomeEvent(key, kind, next(iter(codes_of(value)), None), None, text, treatments,
                         _component_duration(resource, rules), sorted({m for m in markers if m}))
 
 

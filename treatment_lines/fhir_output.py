@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from mappings.context import LOCAL_EXT
 from mappings.errors import FhirValidationError
-from mappings.fhir_time import EVENT_TIME_URL
 from mappings.fhir_validation import resource_issues
+from mappings.fhir_vocabulary import EVENT_TIME_URL, UCUM
 from mappings.references import CANONICAL_BASE, resource_id
 
 NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
@@ -40,7 +40,7 @@ def _event_time(line: dict) -> dict | None:
         if time["frame"] == "date" and time["precision"] == "day":
             parts.append({"url": edge, "valueDateTime": time["low"]})
         elif time["frame"] == "age":
-            rng = {b: {"value": time[k], "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
+            rng = {b: {"value": time[k], "unit": "years", "system": UCUM, "code": "a"}
                    for b, k in (("low", "low"), ("high", "high")) if time[k] is not None}
             if rng:
                 parts.append({"url": edge, "valueRange": rng})
@@ -59,7 +59,7 @@ def _outcome(outcomes: dict) -> dict | None:
         if control.get("duration"):
             d = control["duration"]
             parts.append({"url": "syndromeControlDuration",
-                          "valueDuration": {"value": d["value"], "system": "http://unitsofmeasure.org", "code": d["unit"]}})
+                          "valueDuration": {"value": d["value"], "system": UCUM, "code": d["unit"]}})
     biomarker = outcomes.get("biomarkerResponse")
     if biomarker and biomarker.get("value"):
         parts.append({"url": "biomarkerResponse", "valueCode": biomarker["value"]})

@@ -48,6 +48,10 @@ class Lexicon:
             for row in csv.DictReader(handle):
                 self._by_code.setdefault(row["code"], tuple(sorted(a for a in row["agents"].split(";") if a)))
         self._names = names
+        self._action = _depot_table(agents_csv.parent / "depots.csv")
+        depot_names = sorted((n for kind, n in self._action if kind == "name"), key=len, reverse=True)
+        self._depot_pattern = re.compile(rf"(?<![\w-])(?:{'|'.join(re.escape(n) for n in depot_names)})(?![\w-])") \
+            if depot_names else None
         # Longest names first, so that 'sandostatin lar' wins over 'sandostatin' and 'nab-paclitaxel' over 'paclitaxel'.
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
@@ -83,6 +87,32 @@ class Lexicon:
 
     def cls(self, agent: str) -> str:
         return self.agents[agent].cls
+
+    def action_days(self, concept: dict | None, agents: tuple[str, ...]) -> float | None:
+        """How long one dose of a long-acting depot acts (mappings/drugs/depots.csv, from the product labels): by
+        product code, then by a depot name in the text, then for an agent every form of which is a depot.
+        None for anything else (an immediate-release injection, an unknown strength: nothing is guessed)."""
+        concept = concept or {}
+        codings = concept.get("coding") or []
+        for coding in codings:
+            if coding.get("system") == RXNORM and ("product", coding.get("code")) in self._action:
+                return self._action[("product", coding.get("code"))]
+        for text in [concept.get("text"), *(c.get("display") for c in codings)]:
+            found = self._depot_pattern.search(text.lower()) if text and self._depot_pattern else None
+            if found:
+                return self._action[("name", found.group(0))]
+        if len(agents) == 1:
+            return self._action.get(("agent", agents[0]))
+        return None
+
+
+def _depot_table(path: Path) -> dict[tuple[str, str], float]:
+    """(match, value) -> days of action; match is product (RxNorm code), name (lower-case words) or agent."""
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {(row["match"], row["value"].lower() if row["match"] == "name" else row["value"]): float(row["action_days"])
+                for row in csv.DictReader(handle)}
 
 
 @lru_cache(maxsize=2)

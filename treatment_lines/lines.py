@@ -46,6 +46,8 @@ class Line:
     maintenance: list[str] = field(default_factory=list)  # agents going on after others were dropped
     dropped: list[str] = field(default_factory=list)
     _links: set[str] = field(default_factory=set)
+    switched_to: list[str] = field(default_factory=list)  # switch-maintenance agents (LOT-SWITCH-MAINTENANCE)
+    induction_agents: list[str] = field(default_factory=list)  # the induction they followed
 
     def add(self, item: Therapy, role: str, rule: str | None) -> None:
         if (item.key, role) not in self._roles:
@@ -90,8 +92,10 @@ class BackboneRun:
 
 
 class LineBuilder:
-    def __init__(self, rules: RuleBook, tl: Timeline):
+    def __init__(self, rules: RuleBook, tl: Timeline, progression: list[tuple[str, str]] | None = None):
+        """`progression`: the times of recorded progressions (new tumour conditions, progressive disease)."""
         self.rules, self.tl = rules, tl
+        self.progression = progression or []
         self.lines: list[Line] = []
         self.runs: dict[str, BackboneRun] = {}
 
@@ -214,7 +218,24 @@ class LineBuilder:
         if (not same and item.agents and set(item.agents) <= self.rules.lines.additions
                 and not self._gap_exceeded(line.items(), item) and not self._new_regimen_near(line, item)):
             return "LOT-ADDITION"
+        if not same and self._switch_maintenance(line, item):
+            line.switched_to = sorted(set(line.switched_to) | set(item.agents))
+            line.induction_agents = sorted({a for i in line.items() for a in i.agents if a not in item.agents})
+            return "LOT-SWITCH-MAINTENANCE"
         return None
+
+    def _switch_maintenance(self, line: Line, item: Therapy) -> bool:
+        """A switch-maintenance agent (the indication's table) started after the last dose of a platinum
+        induction, within the gap and with no progression recorded since the line began: the same line."""
+        lines = self.rules.lines
+        if not item.agents or not set(item.agents) <= lines.switch_agents or line.switched_to:
+            return False
+        induction = [i for i in line.items() if set(i.agents) & lines.switch_after]
+        if not induction or not all(self.tl.le(end(i), start(item)) for i in induction):
+            return False
+        if self._gap_exceeded(line.items(), item):
+            return False
+        return not any(self.tl.lt(start(f), p) and self.tl.le(p, start(item)) for p in self.progression for f in line.first)
 
     def _new_regimen_near(self, line: Line, item: Therapy) -> bool:
         """Another agent new to the line starts within the regimen window of `item`: item is part of a new

@@ -102,7 +102,10 @@ class _Remaining:
                 continue
             while pointer[0] < len(entries) and self.removed[entries[pointer[0]][1]]:
                 pointer[0] += 1
-            for hi, m in entries[pointer[0]:]:
+            # By position, not `entries[pointer:]`: a slice would copy the whole remaining list on every call
+            # (quadratic in the history) only for the loop to stop after a few entries.
+            for k in range(pointer[0], len(entries)):
+                hi, m = entries[k]
                 if hi > low + EPS:
                     break
                 if m != n and not self.removed[m] and not self.tl.le(_start(c), _start(self.items[m])):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from treatment_lines.events import ConditionEvent, OutcomeEvent
-from treatment_lines.lines import Line, end, first_items, start
+from treatment_lines.lines import Line, end, extremes, first_items, start
 from treatment_lines.rules import RuleBook
 from treatment_lines.timeline import Timeline
 
@@ -17,8 +17,9 @@ class LineContext:
     def __init__(self, line: Line, following: Line | None, death: Node | None, tl: Timeline):
         self.line, self.following, self.death, self.tl = line, following, death, tl
         self.keys = {i.key for i in line.items()}
-        # What the line was started for is not what ended it; later sessions' reasons may well be.
-        self.own_reasons = {r for i in first_items(line, tl) for r in i.reasons}
+        # What the line's own therapies were given for is not what ended it: a crisis that a further session of the
+        # same line was given for (the embolization done for the hypoglycaemic coma) began mid-line.
+        self.own_reasons = {r for i in line.items() for r in i.reasons}
 
     def after_start(self, node: Node) -> bool:
         starts = [start(i) for i in first_items(self.line, self.tl)]
@@ -34,6 +35,14 @@ class LineContext:
 
     def in_window(self, node: Node) -> bool:
         return node[0] not in self.own_reasons and self.after_start(node) and self.before_next(node)
+
+    def after_completed_course(self, node: Node) -> bool:
+        """Every line therapy was completed and is proven over before `node`: what happens then ends the
+        treatment-free interval that followed the line, not the line (a planned course given in full). The caller
+        also requires that no therapy of the line went on as a later line's backbone (monthly SSA injections are
+        each 'completed', yet the analogue never stopped)."""
+        items = self.line.items()
+        return all(i.status == "completed" for i in items) and all(self.tl.lt(end(i), node) for i in items)
 
 
 def linked(outcome: OutcomeEvent, ctx: LineContext) -> bool:
@@ -95,13 +104,17 @@ def end_reason(ctx: LineContext, continued_later: Callable[[str], bool], conditi
         node = (c.key, "start")
         if c.kind == "tumour" and ctx.in_window(node):
             note("progression", "progression", "END-PROGRESSION", c.key)
-        elif c.kind == "syndrome" and ctx.in_window(node):
+        elif c.kind == "syndrome" and ctx.in_window(node) and not (
+                ctx.after_completed_course(node) and not any(continued_later(i.key) for i in ctx.line.items())):
             note("symptom-recurrence", "symptom-recurrence", "END-SYMPTOM-RECURRENCE", c.key)
         elif c.kind == "complication" and set(c.due_to) & ctx.keys and ctx.before_next(node) and not c.resolved:
             note("toxicity", "toxicity", "END-TOXICITY", c.key)
+    last = {i.key for i in extremes(ctx.tl, ctx.line.items(), latest=True)}
     for o in outcomes:
         if o.kind == "disease-status" and o.category == "progressive-disease" and linked(o, ctx):
             note("progression", "progression", "END-PROGRESSION", o.key)
+        elif o.kind == "symptom-control" and o.value == "none" and set(o.treatments) & last:
+            note("no-response", "no-response", "END-NO-RESPONSE", o.key)  # the line's last therapy did nothing
     if ctx.following is None and ctx.death is not None:
         members = [m.item for m in ctx.line.members if m.role in ("line", "backbone")]
         if any(not ctx.tl.lt(end(i), ctx.death) for i in members):
@@ -111,4 +124,8 @@ def end_reason(ctx: LineContext, continued_later: Callable[[str], bool], conditi
     kind = next((k for k in rules.end_priority if k in found), None)
     if kind is None:
         return None
-    return found[kind] | {"evidence": sorted(found[kind]["evidence"])}
+    # Reasons of lower priority that also had evidence (the bleeding beside the failure); 'completed' is only the
+    # fallback when nothing else is found, so it never contributes.
+    contributing = [{"code": found[k]["code"], "rule": found[k]["rule"], "evidence": sorted(found[k]["evidence"])}
+                    for k in rules.end_priority if k in found and k not in (kind, "completed")]
+    return found[kind] | {"evidence": sorted(found[kind]["evidence"]), "contributing": contributing}

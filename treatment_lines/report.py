@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+from mappings.fhir_vocabulary import EVENT_TIME_URL
 from treatment_lines.timeline import FRAMES, Node, Timeline, origin
 
 DAYS_PER_YEAR = 365.25
@@ -63,3 +64,25 @@ def interval(tl: Timeline, froms: list[Node], tos: list[Node], what: str, to_lat
 
 def not_computable(reason: str) -> dict:
     return {"days": None, "minDays": None, "maxDays": None, "reason": reason}
+
+
+def approximate_keys(resources: dict[str, dict]) -> set[str]:
+    """Keys of the resources whose event-time says `approximate` (a case report's "9 months later", "2 years"),
+    on the resource or on Patient._deceased[x]: figures measured from or to them are approximate too."""
+    found = set()
+    for key, resource in resources.items():
+        holders = [resource] + [v for k, v in resource.items() if k.startswith("_deceased") and isinstance(v, dict)]
+        if any(part.get("url") == "approximate" and part.get("valueBoolean") is True
+               for holder in holders for ext in holder.get("extension") or [] if ext.get("url") == EVENT_TIME_URL
+               for part in ext.get("extension") or []):
+            found.add(key)
+    return found
+
+
+def flag_approximate(figure: dict, nodes: list[Node], approximate: set[str]) -> dict:
+    """A duration or time to next treatment with `approximate: true` when one of the events it is measured
+    between has an approximate time; the bounds stay as computed, the flag says they rest on approximate offsets."""
+    computed = figure["days"] is not None or figure["minDays"] is not None or figure["maxDays"] is not None
+    # Both ends on one resource (a one-day procedure): its approximate placement does not touch the figure.
+    between = len({n[0] for n in nodes}) > 1
+    return figure | {"approximate": computed and between and any(n[0] in approximate for n in nodes)}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mappings.procedure_classes import procedure_classes
 from treatment_lines.lexicon import Lexicon, load_lexicon
 
 RULE_PACK_PATH = Path(__file__).resolve().parent.parent / "mappings" / "rules" / "treatment-lines-v2.json"
@@ -34,6 +35,8 @@ class LineRules:
     gap_exempt: frozenset[str]
     additions: frozenset[str]
     palliative_sites: tuple[str, ...]
+    switch_agents: frozenset[str] = frozenset()   # switch maintenance: agents that do not advance the line ...
+    switch_after: frozenset[str] = frozenset()    # ... when started after an induction with one of these
 
     def same_agent(self, a: str, b: str) -> bool:
         return self.substitute.get(a, a) == self.substitute.get(b, b)
@@ -44,9 +47,11 @@ def line_rules(pack: dict, indication: str | None) -> LineRules:
     if indication:
         table |= {k: v for k, v in pack["lineRules"]["indications"][indication].items() if k not in ("conditions", "note")}
     groups = {agent: "|".join(group) for group in table["substitutions"] for agent in group}
+    switch = table.get("switchMaintenance") or {}
     return LineRules(indication or "default", table["regimenDays"], table["gapDays"], groups,
                      frozenset(table["gapExempt"]), frozenset(table["additionsWithinLine"]),
-                     tuple(table["palliativeRadiotherapySites"]))
+                     tuple(table["palliativeRadiotherapySites"]),
+                     frozenset(switch.get("agents", [])), frozenset(switch.get("afterInduction", [])))
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Classified:
     cls: str | None
     how: str                      # ingredient-code | product-code | code | text | unrecognised-code | no-code
     agents: tuple[str, ...] = ()
+    action_days: float | None = None  # a long-acting depot: how long one dose acts (mappings/drugs/depots.csv)
 
 
 class RuleBook:
@@ -68,7 +74,8 @@ class RuleBook:
         self.lines = line_rules(pack, None)
         self.regimen_days, self.gap_days = self.lines.regimen_days, self.lines.gap_days
         self.classes: dict[str, dict] = pack["classes"]
-        self._codes = {(systems[e["system"]], e["code"]): e["class"] for e in pack["procedures"]}
+        # Procedure codes come from the one classification table the registry and the mapper read too.
+        self._codes = {key: row.line_class for key, row in procedure_classes().items() if row.line_class}
         self._keywords = [tuple(k) for k in pack["textFallback"]["keywords"]]
         conditions = pack["conditions"]
         self.tumour_codes = set(conditions["tumour"])
@@ -109,7 +116,7 @@ class RuleBook:
             if found:
                 classes = sorted({self.lexicon.cls(a) for a in found.agents},
                                  key=lambda c: (ROLE_PRIORITY.index(self.role(c) or "critical-event"), c))
-                return Classified(classes[0], found.how, found.agents)
+                return Classified(classes[0], found.how, found.agents, self.lexicon.action_days(concept, found.agents))
         for coding in codings:
             cls = self._codes.get((coding.get("system"), coding.get("code")))
             if cls:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from mappings.fhir_time import RELATIVE_URL
+from mappings.fhir_vocabulary import RELATIVE_URL
 from treatment_lines.network import INF, NegativeCycle, Network, Node
 from treatment_lines.resources import ResourceIndex
 from treatment_lines.times import (
@@ -61,8 +61,12 @@ def _included(index: ResourceIndex, focus: set[str] | None) -> list[str]:
 
 
 class Timeline:
-    def __init__(self, index: ResourceIndex, focus: set[str] | None = None):
-        """The partial order over all resources, or (focus given) over those and whatever relates to them."""
+    def __init__(self, index: ResourceIndex, focus: set[str] | None = None, acting: dict[str, float] | None = None):
+        """The partial order over all resources, or (focus given) over those and whatever relates to them.
+
+        `acting`: resource key -> days one dose acts (a long-acting depot); a single administration of it ends
+        that long after it was given instead of the same instant."""
+        acting = acting or {}
         self.issues: list[dict] = []
         absolute: list[Absolute] = []
         relative: list[Relative] = []
@@ -93,7 +97,8 @@ class Timeline:
             constraints.append(("intrinsic", (key, "start"), (key, "end"), 0.0, INF))  # nothing ends before it starts
             point = resource.get("resourceType") in POINT_EVENTS or key in self.points
             if point and (key, "end") not in self.anchored:
-                constraints.append(("intrinsic", (key, "start"), (key, "end"), 0.0, 0.0))  # one time, no end
+                days = acting.get(key, 0.0)  # one time, no end; a depot's action lasts its label's interval
+                constraints.append(("intrinsic", (key, "start"), (key, "end"), days, days))
         constraints += self._birth(index)
         self._net = self._solve(constraints)
 
@@ -106,20 +111,23 @@ class Timeline:
         return []
 
     def _solve(self, constraints: list[tuple[str, Node, Node, float, float]]) -> Network:
+        ids = {n: i for i, n in enumerate(self.nodes)}
+        origins = [n for n in self.nodes if n[0] == "#origin"]
+        indexed = [(kind, ids[a], ids[b], lo, hi) for kind, a, b, lo, hi in constraints]  # each node hashed once
         dropped: set[str] = set()
         for tier in (None, *TIERS):
             if tier:
                 dropped.add(tier)
-            edges: dict[Node, dict[Node, float]] = {n: {} for n in self.nodes}
-            for kind, a, b, lo, hi in constraints:
+            rows: list[dict[int, float]] = [{} for _ in self.nodes]
+            for kind, a, b, lo, hi in indexed:
                 if kind in dropped:
                     continue
-                if hi < edges[a].get(b, INF):
-                    edges[a][b] = hi
-                if -lo < edges[b].get(a, INF):
-                    edges[b][a] = -lo
+                if hi < rows[a].get(b, INF):
+                    rows[a][b] = hi
+                if -lo < rows[b].get(a, INF):
+                    rows[b][a] = -lo
             try:
-                return Network(self.nodes, edges, [n for n in self.nodes if n[0] == "#origin"])
+                return Network.indexed(self.nodes, ids, rows, origins)
             except NegativeCycle:
                 if tier is None:
                     self.issues.append({"code": "timeline-inconsistent", "references": [],
@@ -137,9 +145,6 @@ class Timeline:
         return Network(self.nodes, edges, [n for n in self.nodes if n[0] == "#origin"])
 
     # -- queries -------------------------------------------------------------------------------
-    def has(self, node: Node) -> bool:
-        return node in self._known
-
     def diff(self, a: Node, b: Node) -> tuple[float, float]:
         """Bounds of t(b) - t(a) in days."""
         return -self._net.distance(b, a), self._net.distance(a, b)
@@ -184,8 +189,8 @@ class Timeline:
 
     def low(self, node: Node, frame: str) -> float:
         """The earliest possible time of a node on a frame (days; -inf when unbounded): one lookup."""
-        return -self._net.to_origin[origin(frame)].get(node, INF)
+        return -self._net.to_origin(origin(frame), node)
 
     def high(self, node: Node, frame: str) -> float:
         """The latest possible time of a node on a frame (days; inf when unbounded): one lookup."""
-        return self._net.from_origin[origin(frame)].get(node, INF)
+        return self._net.from_origin(origin(frame), node)

@@ -12,13 +12,13 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
-from mappings.fhir_time import EVENT_TIME_URL, RELATIVE_URL
-from mappings.timeline import UNIT_DAYS
+from mappings.fhir_vocabulary import EVENT_TIME_URL, RELATIVE_URL
+from mappings.terminology import time_unit_days
 
 INF = math.inf
-UNITS = dict(UNIT_DAYS) | {"min": 1 / 1440, "s": 1 / 86400, "wk": 7.0, "year": 365.25, "years": 365.25, "month": 30.4375,
-                           "months": 30.4375, "week": 7.0, "weeks": 7.0, "day": 1.0, "days": 1.0, "hour": 1 / 24, "hours": 1 / 24}
+UNITS = time_unit_days(with_words=True)  # by UCUM code, and by the unit words some senders write instead
 PRECISION_DAYS = {"day": 1.0, "month": 31.0, "year": 366.0}
 # Calendar months and years are not fixed lengths: an offset of n months is n x 30.44 days give or take this much.
 CALENDAR_SLACK = {"mo": 1.6, "month": 1.6, "months": 1.6, "a": 1.0, "year": 1.0, "years": 1.0}
@@ -46,7 +46,7 @@ def _decimals(value: float) -> int:
     return 0 if text.endswith(".0") else len(text.split(".")[1])
 
 
-def quantity_days(q: dict, precision: str | None = None, age: bool = False) -> tuple[float, float] | None:
+def quantity_days(q: object, precision: str | None = None, age: bool = False) -> tuple[float, float] | None:
     """An Age/Duration as [lo, hi] days, widened by its precision or by the rounding of its decimals."""
     if not isinstance(q, dict) or q.get("value") is None:
         return None
@@ -67,9 +67,11 @@ def quantity_days(q: dict, precision: str | None = None, age: bool = False) -> t
     return days - rounding - slack, days + rounding + slack
 
 
-def range_days(rng: dict, age: bool = False) -> tuple[float, float]:
-    low = quantity_days(rng.get("low"), age=age) if rng.get("low") else None
-    high = quantity_days(rng.get("high"), age=age) if rng.get("high") else None
+def range_days(rng: object, age: bool = False) -> tuple[float, float]:
+    """A Range as [lo, hi] days; an open side (or a Range that is not one) is unbounded."""
+    rng = rng if isinstance(rng, dict) else {}
+    low = quantity_days(rng.get("low"), age=age)
+    high = quantity_days(rng.get("high"), age=age)
     return (low[0] if low else -INF), (high[1] if high else INF)
 
 
@@ -91,19 +93,19 @@ def date_bounds(text: str) -> tuple[float, float] | None:
         return None
 
 
-def _value(ext: dict) -> tuple[str, object] | None:
+def _value(ext: dict) -> tuple[str, Any] | None:
     for name, value in ext.items():
         if name.startswith("value"):
             return name[5:], value
     return None
 
 
-def _point(frame: str, kind: str, value: object, precision: str | None) -> tuple[float, float] | None:
+def _point(frame: str, kind: str | None, value: object, precision: str | None) -> tuple[float, float] | None:
     if kind == "Age" or kind == "Quantity":
         return quantity_days(value, precision, age=True)
     if kind == "Range":
         return range_days(value, age=True)
-    if kind == "DateTime" or kind == "Date":
+    if (kind == "DateTime" or kind == "Date") and isinstance(value, str):
         return date_bounds(value)
     return None
 
@@ -177,12 +179,12 @@ def _element(key: str, resource: dict, prefix: str, edge: str = "start") -> list
             continue
         if suffix == "Period":
             for part in ("start", "end"):
-                if value.get(part) and date_bounds(value[part]):
-                    found.append(Absolute((key, part if edge == "start" else edge), "date", *date_bounds(value[part])))
-        elif suffix in ("DateTime", "Instant") and date_bounds(value):
-            found.append(Absolute((key, edge), "date", *date_bounds(value)))
-        elif suffix == "Age" and quantity_days(value, age=True):
-            found.append(Absolute((key, edge), "age", *quantity_days(value, age=True)))
+                if value.get(part) and (bounds := date_bounds(value[part])):
+                    found.append(Absolute((key, part if edge == "start" else edge), "date", *bounds))
+        elif suffix in ("DateTime", "Instant") and (bounds := date_bounds(value)):
+            found.append(Absolute((key, edge), "date", *bounds))
+        elif suffix == "Age" and (bounds := quantity_days(value, age=True)):
+            found.append(Absolute((key, edge), "age", *bounds))
         elif suffix == "Range":
             lo, hi = range_days(value, age=True)
             if math.isfinite(lo) or math.isfinite(hi):
@@ -204,12 +206,12 @@ def standard_times(key: str, resource: dict) -> list[Absolute]:
         for instruction in resource.get("dosageInstruction") or []:
             bounds = ((instruction.get("timing") or {}).get("repeat") or {}).get("boundsPeriod") or {}
             found += _element(key, {"boundsPeriod": bounds}, "bounds")
-        if not found and resource.get("authoredOn") and date_bounds(resource["authoredOn"]):
+        if not found and resource.get("authoredOn") and (authored := date_bounds(resource["authoredOn"])):
             # Without dosage bounds the order date is the best start we have; it never gives an end.
-            found.append(Absolute((key, "start"), "date", *date_bounds(resource["authoredOn"])))
+            found.append(Absolute((key, "start"), "date", *authored))
         return found
-    if rtype == "Patient" and resource.get("deceasedDateTime") and date_bounds(resource["deceasedDateTime"]):
-        return [Absolute((key, "start"), "date", *date_bounds(resource["deceasedDateTime"]))]
+    if rtype == "Patient" and resource.get("deceasedDateTime") and (bounds := date_bounds(resource["deceasedDateTime"])):
+        return [Absolute((key, "start"), "date", *bounds)]
     return []
 
 
@@ -245,9 +247,8 @@ def point_orders(index) -> set[str]:
     The last order of a series that is still active keeps an open end (the therapy may be going on)."""
     series: dict[str, list[tuple[float, str, str]]] = {}
     for key, resource in index.of_type("MedicationRequest"):
-        if _order_only(resource) and date_bounds(resource["authoredOn"]):
-            series.setdefault(_medication_token(resource), []).append(
-                (date_bounds(resource["authoredOn"])[0], key, resource.get("status", "unknown")))
+        if _order_only(resource) and (bounds := date_bounds(resource["authoredOn"])):
+            series.setdefault(_medication_token(resource), []).append((bounds[0], key, resource.get("status", "unknown")))
     points: set[str] = set()
     for orders in series.values():
         if len(orders) < 2:

@@ -17,7 +17,7 @@ from workers import defaults, sweep
 # fhir.resources behind them) in its fresh child, ~200 ms of CPU per job (measured in bench/sync.py).
 from workers import jobs as _jobs, summaries as _summaries  # noqa: F401
 from workers.database import store
-from workers.queues import queue, summaries_queue
+from workers.queues import note_failed_attempt, queue, summaries_queue
 
 log = logging.getLogger("workers")
 
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                      name="sweep", daemon=True).start()
     try:
         # log_job_description=False: a job description would print its arguments (patient references) to the log.
-        Worker([queue(client), summaries_queue(client)], connection=client, name=args.name, log_job_description=False).work(
-            burst=args.burst, with_scheduler=True)
+        Worker([queue(client), summaries_queue(client)], connection=client, name=args.name, log_job_description=False,
+               exception_handlers=[note_failed_attempt]).work(burst=args.burst, with_scheduler=True)
     finally:
         stop.set()
     return 0

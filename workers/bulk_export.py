@@ -16,6 +16,7 @@ from pathlib import Path
 from rq import get_current_job
 from sqlalchemy import Connection, select
 
+from mappings.fhir_vocabulary import instant
 from registry.procedure_history import procedure_history, public
 from store import (
     bulk_schema,  # noqa: F401  (declares the (res_type, pk) index the keyset pages use)
@@ -25,7 +26,6 @@ from store import (
 from store.references import patient_of
 from store.schema import resources
 from store.search import search
-from store.writes import instant
 from workers.database import store
 
 log = logging.getLogger("workers.bulk_export")

@@ -1,15 +1,17 @@
 """Conflicts: a resource changed on both sides since the last sync. Recorded with both versions and the
 paths that differ, skipped by push and pull, and resolved by choosing a side (which rewrites the baseline
-so that the next push of that patient carries the chosen side over)."""
+so that the next push of that patient carries the chosen side over). Kept in the store of record (table
+sync_conflicts): a conflict holds both copies of a clinical resource, which never live only in Redis."""
 from __future__ import annotations
 
 import hashlib
 import json
 import time
 
-import redis
+from sqlalchemy import Engine, select
 
-from workers import sync_keys
+from store import db
+from store.schema import sync_conflicts
 from workers.sync_state import Baseline, content, content_hash, save_baselines
 
 KEEP = ("local", "upstream")
@@ -20,7 +22,7 @@ def conflict_id(upstream: str, local_ref: str) -> str:
     return hashlib.sha1(f"{upstream}|{local_ref}".encode()).hexdigest()[:16]
 
 
-def record(client: redis.Redis, upstream: str, local_ref: str, patient: str | None, local: dict | None,
+def record(engine: Engine, upstream: str, local_ref: str, patient: str | None, local: dict | None,
            remote: dict, paths: list[str], job_id: str | None) -> dict:
     """Store a conflict and return its short form {id, resource} for job results. `paths` come from
     diff_paths over both copies in one reference form (the caller knows which)."""
@@ -29,22 +31,36 @@ def record(client: redis.Redis, upstream: str, local_ref: str, patient: str | No
              "upstreamResource": f"{remote['resourceType']}/{remote['id']}",
              "upstreamVersion": remote.get("meta", {}).get("versionId"), "paths": paths,
              "local": local, "upstreamCopy": remote, "detectedAt": int(time.time() * 1000), "job": job_id}
-    client.hset(sync_keys.CONFLICTS, cid, json.dumps(entry))
+    _save(engine, entry)
     return {"id": cid, "resource": local_ref}
 
 
-def get(client: redis.Redis, cid: str) -> dict | None:
-    raw = client.hget(sync_keys.CONFLICTS, cid)
+def _save(engine: Engine, entry: dict) -> None:
+    row = {"id": entry["id"], "upstream": entry["upstream"], "resource": entry["resource"],
+           "patient_id": entry["patient"], "status": entry["status"], "detected_at": entry["detectedAt"],
+           "body": json.dumps(entry)}
+    db.write(engine, lambda conn: db.upsert(conn, sync_conflicts, [row], ["id"]))
+
+
+def get(engine: Engine, cid: str) -> dict | None:
+    with db.reading(engine) as conn:
+        raw = conn.execute(select(sync_conflicts.c.body).where(sync_conflicts.c.id == cid)).scalar()
     return json.loads(raw) if raw else None
 
 
-def list_all(client: redis.Redis, upstream: str | None = None, status: str | None = "open") -> list[dict]:
-    entries = [json.loads(v) for v in client.hvals(sync_keys.CONFLICTS)]
-    return sorted((e for e in entries if (upstream in (None, e["upstream"])) and (status in (None, e["status"]))),
-                  key=lambda e: e["detectedAt"])
+def list_all(engine: Engine, upstream: str | None = None, status: str | None = "open",
+             limit: int = 1000) -> list[dict]:
+    """Oldest first, at most `limit` (the index on status, upstream, detected_at answers it)."""
+    query = select(sync_conflicts.c.body).order_by(sync_conflicts.c.detected_at, sync_conflicts.c.id).limit(limit)
+    if status is not None:
+        query = query.where(sync_conflicts.c.status == status)
+    if upstream is not None:
+        query = query.where(sync_conflicts.c.upstream == upstream)
+    with db.reading(engine) as conn:
+        return [json.loads(body) for body in conn.execute(query).scalars()]
 
 
-def resolve(client: redis.Redis, entry: dict, keep: str, local_now: dict | None) -> dict:
+def resolve(engine: Engine, entry: dict, keep: str, local_now: dict | None) -> dict:
     """Rewrite the baseline so the next push applies the chosen side; mark the conflict resolved."""
     if keep == "local":
         # The upstream copy we saw counts as synced: the next push overwrites it (unless it changed again).
@@ -52,9 +68,9 @@ def resolve(client: redis.Redis, entry: dict, keep: str, local_now: dict | None)
     else:
         # Our copy counts as unchanged since a sync that the upstream copy came after: it wins next time.
         baseline = Baseline("resolved-keep-upstream", content_hash(local_now) if local_now else "none")
-    save_baselines(client, entry["upstream"], {entry["resource"]: baseline})
+    save_baselines(engine, entry["upstream"], {entry["resource"]: baseline})
     entry = {**entry, "status": f"resolved-keep-{keep}", "resolvedAt": int(time.time() * 1000)}
-    client.hset(sync_keys.CONFLICTS, entry["id"], json.dumps(entry))
+    _save(engine, entry)
     return entry
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 SYNC_QUEUE = "sync"                 # the one RQ queue every sync job goes to
 SYNC_BATCH_SIZE = 100               # resources per upstream transaction and `_count` per search page
@@ -19,15 +20,14 @@ SYNC_LOCK_WAIT_SECONDS = 60         # how long a job waits for another job's pat
 SYNC_SWEEP_SECONDS = 5              # how often a worker looks for abandoned jobs
 
 
-def setting(name: str, environ: dict[str, str] | None = None):
+def setting(name: str, environ: Mapping[str, str] | None = None):
     """The value of constant `name`, overridden by the environment (cast to the constant's type)."""
-    environ = os.environ if environ is None else environ
     default = globals()[name]
-    raw = environ.get(name)
+    raw = (os.environ if environ is None else environ).get(name)
     if raw in (None, ""):
         return default
     return type(default)(raw)
 
 
-def retry_intervals(environ: dict[str, str] | None = None) -> list[int]:
+def retry_intervals(environ: Mapping[str, str] | None = None) -> list[int]:
     return [int(float(v)) for v in str(setting("SYNC_JOB_RETRIES", environ)).split(",") if v.strip()]

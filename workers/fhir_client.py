@@ -1,20 +1,23 @@
 """The one HTTP client for every upstream call: timeouts, retries with backoff, Retry-After, paging, auth.
 
-Logs carry the upstream name, method, resource type and status only: never query strings (identifier values
-are patient data) and never bodies.
+Retries are urllib3's (`urllib3.util.Retry` on the session's adapters): connection errors, timeouts, 408, 429
+and 5xx, with exponential backoff and jitter or the server's `Retry-After` (capped); a 401 refreshes the token
+once and sends again. Logs carry the upstream name, method, resource type and status only: never query strings
+(identifier values are patient data) and never bodies.
 """
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
 import logging
-import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from workers import defaults
 from workers.auth import make_auth
@@ -22,7 +25,10 @@ from workers.errors import AuthFailed, UpstreamRejected, UpstreamUnavailable
 from workers.upstreams import Upstream
 
 log = logging.getLogger("workers.fhir_client")
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# urllib3 logs each retry with the URL, query string included (identifier values are patient data); ours are
+# logged by _Retry.sleep with the resource type only.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 FHIR_JSON = "application/fhir+json"
 
 
@@ -36,10 +42,69 @@ class ClientSettings:
     retry_after_cap: float
 
     @classmethod
-    def from_environment(cls) -> "ClientSettings":
+    def from_environment(cls) -> ClientSettings:
         s = defaults.setting
         return cls(s("SYNC_CONNECT_TIMEOUT"), s("SYNC_READ_TIMEOUT"), max(1, s("SYNC_HTTP_ATTEMPTS")),
                    s("SYNC_BACKOFF_SECONDS"), s("SYNC_BACKOFF_CAP_SECONDS"), s("SYNC_RETRY_AFTER_CAP_SECONDS"))
+
+
+class _Attempts:
+    """What the client's Retry reports back: failed attempts (for requests_made and the errors metric), and the
+    waits, slept through the client's sleep function (tests record them) and logged without query strings."""
+
+    def __init__(self, upstream: str, retry_after_cap: float, sleep: Callable[[float], None]):
+        self.upstream, self.retry_after_cap, self.sleep = upstream, retry_after_cap, sleep
+        self.failures = 0
+
+
+class _Retry(Retry):
+    """urllib3's Retry with the client's Retry-After cap, sleep and accounting. 413 is not retried even with a
+    Retry-After: a body too large stays too large."""
+
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+    attempts: _Attempts | None = None
+
+    def new(self, **kw) -> _Retry:
+        fresh = super().new(**kw)  # urllib3 copies a Retry for every attempt; the accounting follows it
+        fresh.attempts = self.attempts
+        return fresh
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None) -> _Retry:
+        if self.attempts is not None:
+            self.attempts.failures += 1
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def get_retry_after(self, response) -> float | None:
+        seconds = retry_after_seconds(response.headers.get("Retry-After"))
+        cap = self.attempts.retry_after_cap if self.attempts else float("inf")
+        return None if seconds is None else min(seconds, cap)
+
+    def sleep(self, response=None) -> None:
+        wait = (self.get_retry_after(response) if response is not None else None) or self.get_backoff_time()
+        if self.attempts is None:
+            time.sleep(wait)
+            return
+        if self.history:
+            last = self.history[-1]
+            reason = f"HTTP {last.status}" if last.status else type(last.error).__name__
+            log.warning("%s %s %s: %s; retrying in %.1fs", self.attempts.upstream, last.method, _rtype(last.url or ""),
+                        reason, wait)
+        self.attempts.sleep(wait)
+
+
+def retrying_session(settings: ClientSettings, attempts: _Attempts, session: requests.Session | None = None) -> requests.Session:
+    """A requests session whose every call is retried by urllib3 as the settings say (any method: our writes are
+    conditional PUTs in transactions, which are safe to repeat)."""
+    retry = _Retry(total=settings.attempts - 1, status_forcelist=RETRYABLE_STATUS, allowed_methods=None,
+                   backoff_factor=settings.backoff, backoff_max=settings.backoff_cap,
+                   backoff_jitter=settings.backoff,  # spreads the retries of several workers that failed together
+                   respect_retry_after_header=True, raise_on_status=False, raise_on_redirect=False)
+    retry.attempts = attempts
+    session = session or requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class FhirClient:
@@ -50,9 +115,10 @@ class FhirClient:
         self.upstream = upstream
         self.base_url = upstream.base_url
         self.settings = settings or ClientSettings.from_environment()
-        self.session = session or requests.Session()
-        self.auth = make_auth(upstream)
         self.sleep = sleep
+        self._attempts = _Attempts(upstream.name, self.settings.retry_after_cap, sleep)
+        self.session = retrying_session(self.settings, self._attempts, session)
+        self.auth = make_auth(upstream)
         self.requests_made = 0
         self.errors_seen = 0  # failed attempts (connection errors, 408/429/5xx), for the upstream-errors metric
 
@@ -80,37 +146,51 @@ class FhirClient:
                 return
             page = self.get(urljoin(self.base_url + "/", following))
 
-    def send(self, method: str, url: str, params: dict | None = None, body: dict | None = None) -> requests.Response:
-        """One call with retries on connection errors, 408, 429 and 5xx, and one token refresh on 401."""
-        refreshed, attempt, reason = False, 0, ""
-        while attempt < self.settings.attempts:
-            wait, answer = None, None
-            try:
-                answer = self._once(method, url, params, body)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason, wait = type(exc).__name__, self._backoff(attempt)
-            if answer is not None:
-                if answer.status_code == 401 and not refreshed:
-                    refreshed = True
-                    self.auth.refresh()
-                    continue  # a refresh is not an attempt: the token, not the server, was the problem
-                if answer.status_code not in RETRYABLE_STATUS:
-                    return self._checked(answer, method, url)
-                reason, wait = f"HTTP {answer.status_code}", self._retry_after(answer) or self._backoff(attempt)
-            attempt += 1
-            self.errors_seen += 1
-            if attempt < self.settings.attempts:
-                log.warning("%s %s %s: %s; retrying in %.1fs", self.upstream.name, method, _rtype(url), reason, wait)
-                self.sleep(wait)
-        raise UpstreamUnavailable(f"upstream {self.upstream.name!r} {method} {_rtype(url)}: {reason} "
-                                  f"after {self.settings.attempts} attempts")
+    def send(self, method: str, url: str, params: dict | None = None, body: dict | None = None,
+             headers: dict[str, str] | None = None, stream: bool = False, credentials: bool = True) -> requests.Response:
+        """One call, retried by the session on connection errors, 408, 429 and 5xx; one token refresh on 401.
+        Answers below 400 are returned (202 included); 4xx raise UpstreamRejected, exhausted retries
+        UpstreamUnavailable. `stream` leaves the body unread (NDJSON downloads); `credentials=False` sends no
+        Authorization (files whose manifest says they need no access token, maybe on other hosts)."""
+        answer = self._attempt(method, url, params, body, headers, stream, credentials)
+        if answer.status_code == 401 and credentials:
+            answer.close()
+            self.auth.refresh()  # a refresh is not an attempt: the token, not the server, was the problem
+            answer = self._attempt(method, url, params, body, headers, stream, credentials)
+        if answer.status_code in RETRYABLE_STATUS:
+            codes = _diagnostics(_outcome(answer)) if answer.content else "no OperationOutcome"
+            answer.close()
+            raise UpstreamUnavailable(f"upstream {self.upstream.name!r} {method} {_rtype(url)}: HTTP {answer.status_code} "
+                                      f"after {self.settings.attempts} attempts ({codes})")
+        return self._checked(answer, method, url)
 
-    def _once(self, method: str, url: str, params: dict | None, body: dict | None) -> requests.Response:
-        headers = {"Accept": FHIR_JSON, **self.auth.headers(self.session, self.timeout)}
+    def _attempt(self, method: str, url: str, params: dict | None, body: dict | None, headers: dict[str, str] | None,
+                 stream: bool, credentials: bool) -> requests.Response:
+        """session.request with the accounting of its attempts (urllib3 makes several inside one call)."""
+        self._attempts.failures = 0
+        try:
+            answer = self._once(method, url, params, body, headers, stream, credentials)
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError) as exc:
+            self._account(self._attempts.failures, max(1, self._attempts.failures))
+            raise UpstreamUnavailable(f"upstream {self.upstream.name!r} {method} {_rtype(url)}: {type(exc).__name__} "
+                                      f"after {self.settings.attempts} attempts") from None
+        # The last answer was itself a failure when it is still retryable (the retries ran out on it).
+        failures = self._attempts.failures
+        self._account(failures, failures + (0 if answer.status_code in RETRYABLE_STATUS else 1))
+        return answer
+
+    def _account(self, failures: int, attempts: int) -> None:
+        self.errors_seen += failures
+        self.requests_made += attempts
+
+    def _once(self, method: str, url: str, params: dict | None, body: dict | None, extra: dict[str, str] | None,
+              stream: bool, credentials: bool) -> requests.Response:
+        headers = {"Accept": FHIR_JSON, **(self.auth.headers(self.session, self.timeout) if credentials else {}),
+                   **(extra or {})}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
-        self.requests_made += 1
-        answer = self.session.request(method, url, params=params, json=body, headers=headers, timeout=self.timeout)
+        answer = self.session.request(method, url, params=params, json=body, headers=headers, timeout=self.timeout,
+                                      stream=stream)
         log.debug("%s %s %s -> %s", self.upstream.name, method, _rtype(url), answer.status_code)
         return answer
 
@@ -122,15 +202,6 @@ class FhirClient:
         outcome = _outcome(answer)
         raise UpstreamRejected(f"upstream {self.upstream.name!r} {method} {_rtype(url)}: HTTP {answer.status_code}: "
                                f"{_diagnostics(outcome)}", answer.status_code, outcome)
-
-    def _backoff(self, attempt: int) -> float:
-        # Jitter spreads the retries of several workers that failed together.
-        delay = min(self.settings.backoff_cap, self.settings.backoff * (2 ** attempt))
-        return delay * random.uniform(0.8, 1.2)
-
-    def _retry_after(self, answer: requests.Response) -> float | None:
-        seconds = retry_after_seconds(answer.headers.get("Retry-After"))
-        return None if seconds is None else min(seconds, self.settings.retry_after_cap)
 
     @staticmethod
     def _json(answer: requests.Response) -> dict:
@@ -149,8 +220,8 @@ def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> fl
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 def _rtype(url: str) -> str:

@@ -13,29 +13,37 @@ import time
 import redis
 
 from rq import get_current_job
+from rq.job import Job
 
-from store import audit_log, reads
+from store import audit_log, counters, reads
 from store.db import DatabaseUnavailable
 from workers.database import store
 from workers import defaults, pull as pull_module, push as push_module, sync_state
 from workers.fhir_client import FhirClient
 from workers.locks import JobLease
 from workers.results import Progress, Summary
-from workers.sync_keys import UPSTREAM_ERRORS
 from workers.upstreams import resolve
 
 log = logging.getLogger("workers.jobs")
 
 
+def _current_job() -> Job:
+    """The RQ job running this function: push and pull run only as jobs (their lease and accounting need one)."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("sync jobs run inside an RQ worker (workers.queues.enqueue)")
+    return job
+
+
 def push(upstream_name: str, patient: str | None = None) -> dict:
     """Push one patient ('Patient/<id>') or every patient changed since the last all-patients push."""
-    job = get_current_job()
+    job = _current_job()
     client, fhir, summary, progress = job.connection, FhirClient(resolve(upstream_name)), Summary(), Progress()
     started_ms = int(time.time() * 1000)
     if patient:
         pids = [_pid(patient)]
     else:
-        pids = reads.patients_changed_since(store(), sync_state.push_watermark(client, upstream_name))
+        pids = reads.patients_changed_since(store(), sync_state.push_watermark(store(), upstream_name))
     progress.set_total(sum(reads.compartment_size(store(), pid) for pid in pids))
     log.info("job %s: push to %s, %d patient(s)", job.id, upstream_name, len(pids), extra=_context(job))
     batch = defaults.setting("SYNC_BATCH_SIZE")
@@ -47,13 +55,13 @@ def push(upstream_name: str, patient: str | None = None) -> dict:
                 summary.patients += 1
             progress.note("lock_windows", lease.lock_windows)
     if not patient and not summary.errors:
-        sync_state.save_push_watermark(client, upstream_name, started_ms)
+        sync_state.save_push_watermark(store(), upstream_name, started_ms)
     return _finish(job.id, "push", summary, fhir)
 
 
 def pull(upstream_name: str, patient: str | None = None) -> dict:
     """Pull what changed upstream since the watermark: for one patient ('Patient/<id>') or for all."""
-    job = get_current_job()
+    job = _current_job()
     client, fhir, summary, progress = job.connection, FhirClient(resolve(upstream_name)), Summary(), Progress()
     log.info("job %s: pull from %s", job.id, upstream_name, extra=_context(job))
     with _accounted(job, "pull", upstream_name, [_pid(patient)] if patient else [], fhir, summary):
@@ -76,7 +84,7 @@ def _accounted(job, kind: str, upstream_name: str, pids: list[str], fhir: FhirCl
         client = job.connection
         try:
             if fhir.errors_seen:
-                client.hincrby(UPSTREAM_ERRORS, upstream_name, fhir.errors_seen)
+                counters.add_upstream_errors(client, upstream_name, fhir.errors_seen)
             audit_log.append(store(), audit_log.sync_event(kind, upstream_name, pids, ok, job.id, (job.meta or {}).get("request_id")))
         except (redis.RedisError, DatabaseUnavailable):
             log.error("job %s: could not record its audit event", job.id)

@@ -67,6 +67,9 @@ class PatientLock:
 
     def __init__(self, client: redis.Redis, key: str, seconds: int):
         self.client, self.key, self.seconds, self.token = client, key, seconds, uuid.uuid4().hex
+        # The job's thread releases while the lease's renewal thread may be renewing: one at a time, or the
+        # renewal's EXPIRE makes the release's WATCH fail.
+        self._turn = threading.Lock()
 
     def acquire(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
@@ -82,15 +85,24 @@ class PatientLock:
     def release(self) -> bool:
         return self._if_ours(lambda pipe: pipe.delete(self.key))
 
-    def _if_ours(self, action) -> bool:
-        with self.client.pipeline() as pipe:
-            try:
-                pipe.watch(self.key)
-                if pipe.get(self.key) != self.token.encode():
-                    return False
-                pipe.multi()
-                action(pipe)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
+    def _if_ours(self, action, attempts: int = 5) -> bool:
+        # Giving up on the first WatchError (an EXPIRE of our own renewal thread racing a release) left a released
+        # lock held until it expired, and the next job for that patient waited it out; now this process's
+        # threads take turns, and a change by anyone else is retried while the token is still ours.
+        with self._turn:
+            return self._if_ours_now(action, attempts)
+
+    def _if_ours_now(self, action, attempts: int) -> bool:
+        for _ in range(attempts):
+            with self.client.pipeline() as pipe:
+                try:
+                    pipe.watch(self.key)
+                    if pipe.get(self.key) != self.token.encode():
+                        return False
+                    pipe.multi()
+                    action(pipe)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+        return False

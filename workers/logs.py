@@ -19,7 +19,7 @@ class JsonFormatter(logging.Formatter):
     WITHHELD: ClassVar[frozenset[str]] = frozenset({"arguments", "kwargs"})
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+        line: dict[str, object] = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
                 "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
         line.update({k: v for k, v in vars(record).items() if k not in self.STANDARD and k not in self.WITHHELD and not k.startswith("_")})
         if record.exc_info:

@@ -10,8 +10,8 @@ from typing import ContextManager
 
 import redis
 
-from mappings.errors import CaseError
-from mappings.references import parse_reference
+from mappings.errors import InputError
+from mappings.references import identifier_token, parse_reference
 from store import db, reads
 from store.bundle_plan import plan_bundle
 from store.references import patient_of, rewrite_references
@@ -41,6 +41,14 @@ def merge(client: redis.Redis, upstream: str, base_url: str, remotes: list[dict]
     for pid, items in groups.items():
         with (lock_for(pid) if pid else contextlib.nullcontext()):
             _merge_group(client, upstream, base_url, pid, items, summary, job_id)
+
+
+def settle_ids(client: redis.Redis, upstream: str, remotes: list[dict]) -> None:
+    """Record the local id every upstream resource will get (as merge would pick it) before any is written, so
+    that a merge done in chunks (a bulk export's files) resolves references to resources of later chunks."""
+    lids = _local_ids(client, upstream, remotes)
+    sync_state.remember_ids(store(), upstream, {f"{uref.split('/', 1)[0]}/{lid}": uref.split("/", 1)[1]
+                                               for uref, lid in lids.items()})
 
 
 def localize(remote: dict, lid: str, targets: dict[str, str], base_url: str) -> dict:
@@ -83,7 +91,7 @@ def _newest_versions(remotes: list[dict]) -> list[dict]:
 def _local_ids(client: redis.Redis, upstream: str, remotes: list[dict]) -> dict[str, str]:
     """Upstream 'Type/id' -> local id: the id map, else our resource with the same identifier, else a new
     id derived from the upstream one (so a re-run after a crash picks the same id)."""
-    known = sync_state.local_ids(client, upstream, [_uref(r) for r in remotes])
+    known = sync_state.local_ids(store(), upstream, [_uref(r) for r in remotes])
     for r in remotes:
         if _uref(r) in known:
             continue
@@ -104,7 +112,7 @@ def _held_by_identifier(rtype: str, ident: dict) -> str | None:
     if not ident.get("value"):
         return None
     with db.reading(store()) as conn:
-        rows = match_rows(conn, rtype, [("identifier", f"{ident.get('system', '')}|{ident['value']}")], 2)
+        rows = match_rows(conn, rtype, [("identifier", identifier_token(ident))], 2)
     return rows[0]["res_id"] if len(rows) == 1 else None
 
 
@@ -118,16 +126,16 @@ def _target_map(client: redis.Redis, upstream: str, remotes: list[dict], lids: d
             rtype, rid = parse_reference(ref)
             if rtype:
                 wanted.add(f"{rtype}/{rid}")
-    mapped = sync_state.local_ids(client, upstream, sorted(wanted - set(lids)))
+    mapped = sync_state.local_ids(store(), upstream, sorted(wanted - set(lids)))
     return {**mapped, **lids}
 
 
 def _merge_group(client: redis.Redis, upstream: str, base_url: str, pid: str | None, items: list[tuple[dict, dict]],
                  summary: Summary, job_id: str | None) -> None:
     refs = [f"{local['resourceType']}/{local['id']}" for _, local in items]
-    held = {f"{r['resourceType']}/{r['id']}": r for r in reads.load_many(store(), [tuple(ref.split("/", 1)) for ref in refs])}
+    held = {f"{r['resourceType']}/{r['id']}": r for r in reads.load_many(store(), [(t, i) for t, _, i in (ref.partition("/") for ref in refs)])}
     currents = {ref: held.get(ref) for ref in refs}
-    bases = sync_state.baselines(client, upstream, refs)
+    bases = sync_state.baselines(store(), upstream, refs)
     writes, synced = [], {}
     for (remote, local), ref in zip(items, refs):
         current, base = currents[ref], bases.get(ref)
@@ -141,10 +149,10 @@ def _merge_group(client: redis.Redis, upstream: str, base_url: str, pid: str | N
         elif base and content_hash(current) == base.local_hash:
             writes.append((remote, local, "updated"))
         else:
-            summary.conflicts.append(conflicts.record(client, upstream, ref, pid, current, remote,
+            summary.conflicts.append(conflicts.record(store(), upstream, ref, pid, current, remote,
                                                       conflicts.diff_paths(current, local), job_id))
-    sync_state.save_baselines(client, upstream, synced)
-    sync_state.remember_ids(client, upstream, {ref: remote["id"] for (remote, _), ref in zip(items, refs)})
+    sync_state.save_baselines(store(), upstream, synced)
+    sync_state.remember_ids(store(), upstream, {ref: remote["id"] for (remote, _), ref in zip(items, refs)})
     if writes:
         _write(client, upstream, writes, summary, base_url)
 
@@ -168,9 +176,10 @@ def _write(client: redis.Redis, upstream: str, writes: list[tuple[dict, dict, st
     baselines = {}
     for (remote, local, kind), outcome in zip(writes, outcomes):
         setattr(summary, kind, getattr(summary, kind) + 1)
-        baselines[f"{local['resourceType']}/{local['id']}"] = Baseline(_version(remote), content_hash(outcome.resource))
-    sync_state.save_baselines(client, upstream, baselines)
-    written = {patient_of(o.resource) for o in outcomes if o.resource is not None} - {None}
+        if outcome.resource is not None:  # every merge write is a PUT, which answers with the stored resource
+            baselines[f"{local['resourceType']}/{local['id']}"] = Baseline(_version(remote), content_hash(outcome.resource))
+    sync_state.save_baselines(store(), upstream, baselines)
+    written = {pid for o in outcomes if o.resource is not None for pid in [patient_of(o.resource)] if pid}
     if written:
         enqueue_summaries(client, written)  # pulled changes get their treatment lines recomputed too
 
@@ -183,7 +192,7 @@ def _valid_only(writes: list[tuple[dict, dict, str]], summary: Summary, base_url
         for _, local, _ in writes]}
     try:
         _, planned = plan_bundle(bundle, len(writes))
-    except CaseError as exc:
+    except InputError as exc:
         summary.error(f"pulled resources are not a usable bundle ({exc.issues[0].code})")
         return []
     bad = {p.index for p in planned if p.issues}

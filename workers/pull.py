@@ -6,9 +6,11 @@ import datetime as dt
 
 import redis
 
+from mappings.fhir_vocabulary import format_instant
+from mappings.references import identifier_token
 from store import reads
+from workers import bulk_pull, merge, sync_state
 from workers.database import store
-from workers import merge, sync_state
 from workers.fhir_client import FhirClient
 from workers.merge import LockFor
 from workers.results import Progress, Summary
@@ -21,8 +23,11 @@ def pull(client: redis.Redis, fhir: FhirClient, pid: str | None, summary: Summar
          batch_size: int, overlap_seconds: float, lock_for: LockFor | None, job_id: str | None) -> None:
     """Pull every patient (pid None) or one patient; advance the watermark of that scope when done."""
     name, scope = fhir.upstream.name, pid or "all"
-    watermark = sync_state.pull_watermark(client, name, scope)
+    watermark = sync_state.pull_watermark(store(), name, scope)
     since = shift(watermark, -overlap_seconds) if watermark else None
+    if pid is None and bulk_pull.pull_by_export(client, fhir, PULL_TYPES, since, summary, progress, batch_size,
+                                                lock_for, job_id):
+        return  # the upstream took a Bulk Data export (workers/bulk_pull.py); else the paged search below
     filters = _patient_filters(client, fhir, pid)
     if filters is None:
         summary.error("the patient is not known to this upstream (push it first)", f"Patient/{pid}")
@@ -45,14 +50,14 @@ def pull(client: redis.Redis, fhir: FhirClient, pid: str | None, summary: Summar
     merge.merge(client, name, fhir.base_url, fetched, summary, lock_for, job_id)
     progress.advance(len(fetched))
     if newest:
-        sync_state.save_pull_watermark(client, name, scope, newest)
+        sync_state.save_pull_watermark(store(), name, scope, newest)
 
 
 def _patient_filters(client: redis.Redis, fhir: FhirClient, pid: str | None) -> dict[str, dict] | None:
     """Search parameters restricting each type to one patient; {} for all patients; None when unknown."""
     if pid is None:
         return {}
-    uid = sync_state.upstream_id(client, fhir.upstream.name, f"Patient/{pid}")
+    uid = sync_state.upstream_id(store(), fhir.upstream.name, f"Patient/{pid}")
     if uid is None:
         uid = _find_by_identifier(client, fhir, pid)
     if uid is None:
@@ -66,7 +71,7 @@ def _find_by_identifier(client: redis.Redis, fhir: FhirClient, pid: str) -> str 
     if not identifiers:
         return None
     ident = identifiers[0]
-    page = fhir.get("Patient", {"identifier": f"{ident.get('system', '')}|{ident.get('value', '')}"})
+    page = fhir.get("Patient", {"identifier": identifier_token(ident)})
     hits = [e["resource"]["id"] for e in page.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
     return hits[0] if len(hits) == 1 else None
 
@@ -74,5 +79,4 @@ def _find_by_identifier(client: redis.Redis, fhir: FhirClient, pid: str) -> str 
 def shift(instant: str, seconds: float) -> str:
     """A FHIR instant moved by seconds, written the way the server stores them (UTC, milliseconds, Z):
     some servers compare these as text."""
-    moved = dt.datetime.fromtimestamp(reads.instant_ms(instant) / 1000 + seconds, tz=dt.timezone.utc)
-    return moved.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_instant(dt.datetime.fromtimestamp(reads.instant_ms(instant) / 1000 + seconds, tz=dt.UTC))

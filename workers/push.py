@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import redis
 
-from mappings.references import parse_reference
+from mappings.fhir_vocabulary import write_rank
+from mappings.references import identifier_token, parse_reference
 from store import reads
 from workers.database import store
 from store.references import rewrite_references
@@ -21,15 +22,13 @@ from workers.fhir_client import FhirClient
 from workers.results import Progress, Summary
 from workers.sync_state import Baseline, content, content_hash
 
-TYPE_ORDER = {"Patient": 0, "Condition": 1, "Procedure": 2, "MedicationStatement": 3, "MedicationRequest": 4,
-              "MedicationAdministration": 5, "Observation": 6, "Provenance": 9}
 RACE_RETRIES = 2  # re-reads of a patient whose upstream copy changed between our read and our write (412)
 
 
 def push_patient(client: redis.Redis, fhir: FhirClient, pid: str, summary: Summary, progress: Progress,
                  batch_size: int, job_id: str | None) -> None:
     """Push one patient's compartment; the caller holds the patient's lock."""
-    resources = sorted(reads.compartment(store(), pid), key=lambda r: (TYPE_ORDER.get(r["resourceType"], 8), r["id"]))
+    resources = sorted(reads.compartment(store(), pid), key=lambda r: (write_rank(r["resourceType"]), r["id"]))
     for attempt in range(RACE_RETRIES + 1):
         try:
             _push_resources(client, fhir, resources, summary, progress, batch_size, job_id, pid)
@@ -43,13 +42,13 @@ def _push_resources(client, fhir: FhirClient, resources: list[dict], summary: Su
                     batch_size: int, job_id: str | None, pid: str) -> None:
     name = fhir.upstream.name
     refs = [_ref(r) for r in resources]
-    mapped = sync_state.upstream_ids(client, name, refs)
+    mapped = sync_state.upstream_ids(store(), name, refs)
     remote: dict[str, dict | None] = {}
     for batch in _chunks(resources, batch_size):
         remote.update(read_upstream(fhir, batch, mapped, summary))
     # Upstream ids for every resource of the patient before any write, so forward references and cycles
     # (a Patient pointing at its Condition) resolve: the id found upstream, else the mapped one, else ours.
-    uids = {ref: (remote[ref]["id"] if remote.get(ref) else mapped.get(ref, ref.split("/", 1)[1])) for ref in refs}
+    uids = {ref: (found["id"] if (found := remote.get(ref)) else mapped.get(ref, ref.split("/", 1)[1])) for ref in refs}
     targets = {**_outside_targets(client, name, resources, uids), **uids}
     for batch in _chunks(resources, batch_size):
         _push_batch(client, fhir, batch, remote, uids, targets, summary, job_id, pid)
@@ -59,10 +58,11 @@ def _push_resources(client, fhir: FhirClient, resources: list[dict], summary: Su
 def read_upstream(fhir: FhirClient, batch: list[dict], mapped: dict[str, str], summary: Summary) -> dict[str, dict | None]:
     """Local ref -> the upstream copy (None when absent), in one batch request. Resources with identifiers
     are found by identifier, the others by mapped (or our own) id. Ambiguous ones are left out and reported."""
-    by_token, by_id = {}, {}
+    by_token: dict[str, dict[str, str]] = {}  # type -> identifier token -> local ref
+    by_id: dict[str, dict[str, str]] = {}     # type -> upstream id -> local ref
     for r in batch:
         if r.get("identifier"):
-            by_token.setdefault(r["resourceType"], {})[_token(r["identifier"][0])] = _ref(r)
+            by_token.setdefault(r["resourceType"], {})[identifier_token(r["identifier"][0])] = _ref(r)
         else:
             by_id.setdefault(r["resourceType"], {})[mapped.get(_ref(r), r["id"])] = _ref(r)
     searches = [(t, "identifier", m) for t, m in by_token.items()] + [(t, "_id", m) for t, m in by_id.items()]
@@ -75,7 +75,7 @@ def read_upstream(fhir: FhirClient, batch: list[dict], mapped: dict[str, str], s
         if not status.startswith("200"):
             raise UpstreamRejected(f"upstream {fhir.upstream.name!r} search {rtype}: {status}", int(status[:3] or 0))
         for hit in (e["resource"] for e in entry["resource"].get("entry", []) if e.get("search", {}).get("mode", "match") == "match"):
-            keys_of_hit = [_token(i) for i in hit.get("identifier", [])] if param == "identifier" else [hit["id"]]
+            keys_of_hit = [identifier_token(i) for i in hit.get("identifier", [])] if param == "identifier" else [hit["id"]]
             for key in keys_of_hit:
                 if key in wanted:
                     found.setdefault(wanted[key], []).append(hit)
@@ -92,7 +92,7 @@ def read_upstream(fhir: FhirClient, batch: list[dict], mapped: dict[str, str], s
 def _push_batch(client, fhir: FhirClient, batch: list[dict], remote: dict, uids: dict, targets: dict,
                 summary: Summary, job_id: str | None, pid: str) -> None:
     name = fhir.upstream.name
-    bases = sync_state.baselines(client, name, [_ref(r) for r in batch])
+    bases = sync_state.baselines(store(), name, [_ref(r) for r in batch])
     writes, synced, wins = [], {}, []
     for r in batch:
         ref = _ref(r)
@@ -109,10 +109,10 @@ def _push_batch(client, fhir: FhirClient, batch: list[dict], remote: dict, uids:
         elif base and base.local_hash == local_hash:
             wins.append(up)  # only the upstream changed: it wins, we take its copy
         else:
-            summary.conflicts.append(conflicts.record(client, name, ref, pid, r, up,
+            summary.conflicts.append(conflicts.record(store(), name, ref, pid, r, up,
                                                       conflicts.diff_paths(outgoing, up), job_id))
-    sync_state.save_baselines(client, name, synced)
-    sync_state.remember_ids(client, name, {ref: uids[ref] for ref in map(_ref, batch) if ref in remote})
+    sync_state.save_baselines(store(), name, synced)
+    sync_state.remember_ids(store(), name, {ref: uids[ref] for ref in map(_ref, batch) if ref in remote})
     if writes:
         _write(client, fhir, writes, summary)
     if wins:
@@ -126,7 +126,7 @@ def _write(client, fhir: FhirClient, writes: list[tuple], summary: Summary) -> N
     entries = []
     for local, outgoing, up, _ in writes:
         rtype = outgoing["resourceType"]
-        request = ({"method": "PUT", "url": f"{rtype}?identifier={quote(_token(outgoing['identifier'][0]), safe='')}"}
+        request = ({"method": "PUT", "url": f"{rtype}?identifier={quote(identifier_token(outgoing['identifier'][0]), safe='')}"}
                    if outgoing.get("identifier") else {"method": "PUT", "url": f"{rtype}/{outgoing['id']}"})
         if up is not None:
             request["ifMatch"] = f'W/"{_version(up)}"'  # guards the read-to-write window where servers honour it
@@ -148,8 +148,8 @@ def _write(client, fhir: FhirClient, writes: list[tuple], summary: Summary) -> N
             summary.updated += 1
         baselines[_ref(local)] = Baseline(version, local_hash)
         ids[_ref(local)] = uid
-    sync_state.remember_ids(client, fhir.upstream.name, ids)
-    sync_state.save_baselines(client, fhir.upstream.name, baselines)
+    sync_state.remember_ids(store(), fhir.upstream.name, ids)
+    sync_state.save_baselines(store(), fhir.upstream.name, baselines)
 
 
 def to_upstream(resource: dict, uid: str, targets: dict[str, str]) -> dict:
@@ -162,13 +162,7 @@ def to_upstream(resource: dict, uid: str, targets: dict[str, str]) -> dict:
         mapped = targets.get(f"{rtype}/{rid}")
         return f"{rtype}/{mapped}" if mapped else ref
 
-    outgoing = rewrite_references(resource, to_remote)
-    outgoing["id"] = uid
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated", "source")}
-    outgoing.pop("meta", None)
-    if meta:
-        outgoing["meta"] = meta
-    return outgoing
+    return {**content(rewrite_references(resource, to_remote)), "id": uid}
 
 
 def _outside_targets(client, upstream: str, resources: list[dict], uids: dict[str, str]) -> dict[str, str]:
@@ -177,7 +171,7 @@ def _outside_targets(client, upstream: str, resources: list[dict], uids: dict[st
 
     wanted = {f"{t}/{i}" for r in resources for _, ref in iter_references(r, "")
               for t, i in [parse_reference(ref)] if t and not ref.startswith(("http://", "https://"))}
-    return sync_state.upstream_ids(client, upstream, sorted(wanted - set(uids)))
+    return sync_state.upstream_ids(store(), upstream, sorted(wanted - set(uids)))
 
 
 def _location(location: str) -> tuple[str, str]:
@@ -194,8 +188,6 @@ def _version(resource: dict) -> str:
     return str(resource.get("meta", {}).get("versionId", ""))
 
 
-def _token(identifier: dict) -> str:
-    return f"{identifier.get('system', '')}|{identifier.get('value', '')}"
 
 
 def _escape(value: str) -> str:

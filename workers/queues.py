@@ -1,6 +1,7 @@
 """The queues (sync; treatment-line summaries) and how jobs are put on them (retries, timeouts, lifetimes)."""
 from __future__ import annotations
 
+import traceback
 from typing import Callable
 
 import redis
@@ -30,6 +31,18 @@ def enqueue(client: redis.Redis, func: Callable, *args, is_async: bool = True, d
                                            job_timeout=defaults.setting("SYNC_JOB_TIMEOUT"),
                                            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                                            meta={"request_id": request_id} if request_id else None)
+
+
+def note_failed_attempt(job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: object) -> bool:
+    """RQ exception handler: keep the reason of every failed attempt in job.meta["lastError"].
+
+    RQ stores a failure Result only once no retry is left; while a job waits for its next attempt (status
+    scheduled, retries left) nothing else says why the last one failed. Returns True: later handlers run too.
+    """
+    lines = [line for line in "".join(traceback.format_exception_only(exc_type, exc_value)).splitlines() if line.strip()]
+    job.meta["lastError"] = lines[-1] if lines else exc_type.__name__
+    job.save_meta()
+    return True
 
 
 def summaries_queue(client: redis.Redis, is_async: bool = True) -> Queue:

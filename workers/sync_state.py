@@ -1,13 +1,19 @@
-"""What the gateway remembers per upstream: id maps, per-resource sync baselines and watermarks."""
+"""What the gateway remembers per upstream: id maps, per-resource sync baselines and watermarks.
+
+It lives in the store of record (tables sync_ids, sync_baselines, sync_watermarks in store/schema.py): losing it
+would mean a full re-sync, and Redis keeps only caches, queues and limits."""
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
 
-import redis
+from sqlalchemy import Engine, select, tuple_
 
-from workers import sync_keys
+from mappings import fhir_vocabulary
+from mappings.fhir_vocabulary import UPSTREAM_SERVER_META
+from store import db
+from store.schema import sync_baselines, sync_ids, sync_watermarks
 
 
 @dataclass(frozen=True)
@@ -19,85 +25,114 @@ class Baseline:
 
 
 def content(resource: dict) -> dict:
-    """The part of a resource that is data: no id and no server-kept meta (versionId, lastUpdated, source)."""
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated", "source")}
-    body = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-    if meta:
-        body["meta"] = meta
-    return body
+    """The part of a resource that is data: no id and no meta an upstream server keeps (versionId, lastUpdated,
+    source)."""
+    return fhir_vocabulary.content(resource, UPSTREAM_SERVER_META)
 
 
 def content_hash(resource: dict) -> str:
     return hashlib.sha256(json.dumps(content(resource), sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
-def upstream_id(client: redis.Redis, upstream: str, ref: str) -> str | None:
-    value = client.hget(sync_keys.id_map(upstream), ref)
-    return value.decode() if value else None
+PUSH = "push"
+CHUNK = 500  # refs per IN list: well under SQLite's bound-parameter limit
 
 
-def upstream_ids(client: redis.Redis, upstream: str, refs: list[str]) -> dict[str, str]:
-    if not refs:
-        return {}
-    values = client.hmget(sync_keys.id_map(upstream), refs)
-    return {ref: v.decode() for ref, v in zip(refs, values) if v}
+def _chunks(items: list, size: int = CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
-def local_ids(client: redis.Redis, upstream: str, upstream_refs: list[str]) -> dict[str, str]:
+def _split(ref: str) -> tuple[str, str]:
+    rtype, _, rid = ref.partition("/")
+    return rtype, rid
+
+
+def upstream_id(engine: Engine, upstream: str, ref: str) -> str | None:
+    return upstream_ids(engine, upstream, [ref]).get(ref)
+
+
+def upstream_ids(engine: Engine, upstream: str, refs: list[str]) -> dict[str, str]:
+    """'Type/localId' -> upstream id for the refs we have mapped."""
+    found: dict[str, str] = {}
+    with db.reading(engine) as conn:
+        for part in _chunks(sorted(set(refs))):
+            pairs = [_split(ref) for ref in part]
+            rows = conn.execute(select(sync_ids.c.res_type, sync_ids.c.local_id, sync_ids.c.upstream_id).where(
+                sync_ids.c.upstream == upstream,
+                tuple_(sync_ids.c.res_type, sync_ids.c.local_id).in_(pairs)))
+            found.update({f"{t}/{lid}": uid for t, lid, uid in rows})
+    return found
+
+
+def local_ids(engine: Engine, upstream: str, upstream_refs: list[str]) -> dict[str, str]:
     """'Type/upstreamId' -> local id for the refs we have mapped."""
-    if not upstream_refs:
-        return {}
-    values = client.hmget(sync_keys.reverse_map(upstream), upstream_refs)
-    return {ref: v.decode() for ref, v in zip(upstream_refs, values) if v}
+    found: dict[str, str] = {}
+    with db.reading(engine) as conn:
+        for part in _chunks(sorted(set(upstream_refs))):
+            pairs = [_split(ref) for ref in part]
+            rows = conn.execute(select(sync_ids.c.res_type, sync_ids.c.upstream_id, sync_ids.c.local_id).where(
+                sync_ids.c.upstream == upstream,
+                tuple_(sync_ids.c.res_type, sync_ids.c.upstream_id).in_(pairs)))
+            found.update({f"{t}/{uid}": lid for t, uid, lid in rows})
+    return found
 
 
-def remember_ids(client: redis.Redis, upstream: str, pairs: dict[str, str]) -> None:
-    """pairs: 'Type/localId' -> upstream id; both directions are written together."""
+def remember_ids(engine: Engine, upstream: str, pairs: dict[str, str]) -> None:
+    """pairs: 'Type/localId' -> upstream id; one row holds both directions."""
     if not pairs:
         return
-    reverse = {f"{ref.split('/', 1)[0]}/{uid}": ref.split("/", 1)[1] for ref, uid in pairs.items()}
-    with client.pipeline() as pipe:
-        pipe.hset(sync_keys.id_map(upstream), mapping=pairs)
-        pipe.hset(sync_keys.reverse_map(upstream), mapping=reverse)
-        pipe.execute()
+    rows = [{"upstream": upstream, "res_type": _split(ref)[0], "local_id": _split(ref)[1], "upstream_id": uid}
+            for ref, uid in sorted(pairs.items())]
+    db.write(engine, lambda conn: db.upsert(conn, sync_ids, rows, ["upstream", "res_type", "local_id"]))
 
 
-def baselines(client: redis.Redis, upstream: str, refs: list[str]) -> dict[str, Baseline]:
-    if not refs:
-        return {}
-    values = client.hmget(sync_keys.state(upstream), refs)
-    result = {}
-    for ref, raw in zip(refs, values):
-        if raw:
-            data = json.loads(raw)
-            result[ref] = Baseline(data["uv"], data["lh"])
-    return result
+def baselines(engine: Engine, upstream: str, refs: list[str]) -> dict[str, Baseline]:
+    found: dict[str, Baseline] = {}
+    with db.reading(engine) as conn:
+        for part in _chunks(sorted(set(refs))):
+            rows = conn.execute(select(sync_baselines.c.ref, sync_baselines.c.upstream_version,
+                                       sync_baselines.c.local_hash).where(
+                sync_baselines.c.upstream == upstream, sync_baselines.c.ref.in_(part)))
+            found.update({ref: Baseline(uv, lh) for ref, uv, lh in rows})
+    return found
 
 
-def save_baselines(client: redis.Redis, upstream: str, items: dict[str, Baseline]) -> None:
-    if items:
-        client.hset(sync_keys.state(upstream), mapping={
-            ref: json.dumps({"uv": b.upstream_version, "lh": b.local_hash}) for ref, b in items.items()})
+def save_baselines(engine: Engine, upstream: str, items: dict[str, Baseline]) -> None:
+    if not items:
+        return
+    rows = [{"upstream": upstream, "ref": ref, "upstream_version": b.upstream_version, "local_hash": b.local_hash}
+            for ref, b in sorted(items.items())]
+    db.write(engine, lambda conn: db.upsert(conn, sync_baselines, rows, ["upstream", "ref"]))
 
 
-def pull_watermark(client: redis.Redis, upstream: str, scope: str) -> str | None:
-    value = client.get(sync_keys.pull_watermark(upstream, scope))
-    return value.decode() if value else None
+def _watermark(engine: Engine, upstream: str, name: str) -> str | None:
+    with db.reading(engine) as conn:
+        return conn.execute(select(sync_watermarks.c.value).where(
+            sync_watermarks.c.upstream == upstream, sync_watermarks.c.name == name)).scalar()
 
 
-def save_pull_watermark(client: redis.Redis, upstream: str, scope: str, instant: str) -> None:
-    # Only ever forwards: a slow job finishing late must not move the watermark back.
-    current = pull_watermark(client, upstream, scope)
-    if current is None or instant > current:
-        client.set(sync_keys.pull_watermark(upstream, scope), instant)
+def _advance(engine: Engine, upstream: str, name: str, value: str) -> None:
+    # Only ever forwards, decided in the database: a slow job finishing late must not move the watermark back.
+    row = {"upstream": upstream, "name": name, "value": value}
+    db.write(engine, lambda conn: db.upsert(conn, sync_watermarks, [row], ["upstream", "name"],
+                                            only_if=lambda new: sync_watermarks.c.value < new.value))
 
 
-def push_watermark(client: redis.Redis, upstream: str) -> int | None:
-    value = client.get(sync_keys.push_watermark(upstream))
+def pull_watermark(engine: Engine, upstream: str, scope: str) -> str | None:
+    """The newest upstream lastUpdated seen by a pull of scope ('all' or a patient id)."""
+    return _watermark(engine, upstream, f"pull:{scope}")
+
+
+def save_pull_watermark(engine: Engine, upstream: str, scope: str, instant: str) -> None:
+    _advance(engine, upstream, f"pull:{scope}", instant)
+
+
+def push_watermark(engine: Engine, upstream: str) -> int | None:
+    """Epoch ms: local changes before this were pushed by an all-patients push."""
+    value = _watermark(engine, upstream, PUSH)
     return int(value) if value else None
 
 
-def save_push_watermark(client: redis.Redis, upstream: str, ms: int) -> None:
-    current = push_watermark(client, upstream)
-    if current is None or ms > current:
-        client.set(sync_keys.push_watermark(upstream), ms)
+def save_push_watermark(engine: Engine, upstream: str, ms: int) -> None:
+    _advance(engine, upstream, PUSH, f"{ms:020d}")  # zero-padded, so that text order is number order

@@ -2,12 +2,17 @@
 
 Secrets never appear in the configuration itself: an auth block names the environment variables that hold
 them (token_env, private_key_env), and a literal secret in the JSON is refused.
+
+`export` says how an all-patients pull asks for a Bulk Data export (workers/bulk_pull.py) when the upstream's
+CapabilityStatement offers one: `patient` (Patient/$export, the default), `system` ($export), `group:<id>`
+(Group/<id>/$export) or `off` (always paged search).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from workers.errors import ConfigError, UnknownUpstream
@@ -16,6 +21,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUTH_TYPES = ("none", "bearer", "smart-backend")
 SECRET_KEYS = ("token", "private_key", "client_secret", "password")
 SHORTCUT_NAME = "default"
+EXPORT_LEVELS = ("patient", "system", "off")
+GROUP_EXPORT = re.compile(r"^group:([A-Za-z0-9\-.]{1,64})$")
 
 
 @dataclass(frozen=True)
@@ -23,9 +30,10 @@ class Upstream:
     name: str
     base_url: str
     auth: dict = field(default_factory=lambda: {"type": "none"})
+    export: str = "patient"
 
 
-def load_upstreams(environ: dict[str, str] | None = None) -> dict[str, Upstream]:
+def load_upstreams(environ: Mapping[str, str] | None = None) -> dict[str, Upstream]:
     """name -> Upstream; empty when nothing is configured. Raises ConfigError for unusable settings."""
     environ = os.environ if environ is None else environ
     if environ.get("SYNC_UPSTREAMS"):
@@ -33,11 +41,12 @@ def load_upstreams(environ: dict[str, str] | None = None) -> dict[str, Upstream]
     if environ.get("SYNC_UPSTREAM_URL"):
         # The shortcut keeps its token in SYNC_UPSTREAM_TOKEN, read when a request is made.
         auth = {"type": "bearer", "token_env": "SYNC_UPSTREAM_TOKEN"} if environ.get("SYNC_UPSTREAM_TOKEN") else {"type": "none"}
-        return {SHORTCUT_NAME: Upstream(SHORTCUT_NAME, _base_url(environ["SYNC_UPSTREAM_URL"], SHORTCUT_NAME), auth)}
+        export = _export(environ.get("SYNC_UPSTREAM_EXPORT") or "patient", "SYNC_UPSTREAM_EXPORT")
+        return {SHORTCUT_NAME: Upstream(SHORTCUT_NAME, _base_url(environ["SYNC_UPSTREAM_URL"], SHORTCUT_NAME), auth, export)}
     return {}
 
 
-def resolve(name: str | None, environ: dict[str, str] | None = None) -> Upstream:
+def resolve(name: str | None, environ: Mapping[str, str] | None = None) -> Upstream:
     """The upstream called `name`; without a name, the only one configured."""
     upstreams = load_upstreams(environ)
     if not upstreams:
@@ -75,7 +84,14 @@ def _one(item: object, where: str) -> Upstream:
         raise ConfigError(f"{where}.name must match {NAME_PATTERN.pattern}")
     auth = item.get("auth") or {"type": "none"}
     _check_auth(auth, f"{where}.auth")
-    return Upstream(name, _base_url(item.get("base_url"), where), dict(auth))
+    return Upstream(name, _base_url(item.get("base_url"), where), dict(auth),
+                    _export(item.get("export", "patient"), f"{where}.export"))
+
+
+def _export(value: object, where: str) -> str:
+    if not isinstance(value, str) or not (value in EXPORT_LEVELS or GROUP_EXPORT.match(value)):
+        raise ConfigError(f"{where} must be one of {', '.join(EXPORT_LEVELS)} or group:<id>")
+    return value
 
 
 def _base_url(value: object, where: str) -> str:

@@ -1,5 +1,6 @@
-"""Shared pieces of the sync tests (no tests here): upstream env, storing seed cases, counting resources on
-the FHIR server, running jobs in-process or in real `python -m workers` processes, killing them."""
+"""Shared pieces of the sync tests: upstream env (the `sync_env` fixture, registered in conftest's pytest_plugins),
+storing seed cases, the resources each seed case makes, counting resources on the FHIR server, running jobs
+in-process or in real `python -m workers` processes, killing them."""
 from __future__ import annotations
 
 import json
@@ -7,22 +8,34 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from rq import SimpleWorker
 from rq.job import Job
 
-from conftest import load_case
+from case_files import DATA, SEED_CASES, load_case
 from workers.queues import queue
 
 REPO = Path(__file__).resolve().parent.parent
-CLINICAL_TYPES = ("Patient", "Condition", "Procedure", "MedicationStatement", "Observation", "Provenance")
+CLINICAL_TYPES = ("Patient", "Condition", "Procedure", "Encounter", "MedicationStatement", "Observation", "Provenance")
 # Fast settings for tests: short leases and backoffs; the defaults are for production.
 FAST_ENV = {"SYNC_LEASE_SECONDS": "2", "SYNC_SWEEP_SECONDS": "1", "SYNC_HTTP_ATTEMPTS": "3",
             "SYNC_BACKOFF_SECONDS": "0.05", "SYNC_BACKOFF_CAP_SECONDS": "0.2", "SYNC_JOB_RETRIES": "1,1,1,2,2,3",
             "SYNC_LOCK_WAIT_SECONDS": "30", "SYNC_CONNECT_TIMEOUT": "1", "SYNC_READ_TIMEOUT": "20"}
+
+
+def _golden_counts(case: str) -> dict[str, int]:
+    """Resources per type of a seed case, read from its golden Bundle (so a mapping change cannot stale the counts)."""
+    bundle = json.loads((DATA / case / "expected-bundle.json").read_text(encoding="utf-8"))
+    counts = Counter(e["resource"]["resourceType"] for e in bundle["entry"])
+    return {t: counts.get(t, 0) for t in CLINICAL_TYPES} | dict(counts)  # 0 for a type the case lacks (Encounter)
+
+
+EXPECTED = {case: _golden_counts(case) for case in SEED_CASES}
+PULLED = {c: sum(n for t, n in EXPECTED[c].items() if t != "Provenance") for c in EXPECTED}  # Provenance is not pulled
+BOTH = {t: sum(EXPECTED[c].get(t, 0) for c in SEED_CASES) for t in CLINICAL_TYPES}  # case 1 has no Encounter
 
 
 @pytest.fixture
@@ -68,16 +81,6 @@ def job_view(client, job_id: str) -> dict:
     return answer.get_json()
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def start_worker(redis_url: str, env: dict[str, str], log_path: Path, name: str) -> subprocess.Popen:
     """A real `python -m workers` process in its own session."""
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
@@ -114,3 +117,23 @@ def stop_worker(proc: subprocess.Popen) -> None:
 
 def fetch(redis_client, job_id: str) -> Job:
     return Job.fetch(job_id, connection=redis_client)
+
+
+def forget_push_watermark(upstream: str = "default") -> None:
+    """Make the next all-patients push look at every patient again (the watermark lives in the store of record)."""
+    from sqlalchemy import delete
+
+    from store import db
+    from store.schema import sync_watermarks
+
+    with db.engine_for(db.default_url()).begin() as conn:
+        conn.execute(delete(sync_watermarks).where(sync_watermarks.c.upstream == upstream,
+                                                   sync_watermarks.c.name == "push"))
+
+
+def mapped_upstream_id(ref: str, upstream: str = "default") -> str | None:
+    """The upstream's id for one of our resources ('Type/id'), from the sync id map."""
+    from store import db
+    from workers import sync_state
+
+    return sync_state.upstream_id(db.engine_for(db.default_url()), upstream, ref)
