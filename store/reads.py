@@ -221,15 +221,18 @@ def owner(engine: Engine, rtype: str, rid: str) -> str | None:
 
 
 def load_many(engine: Engine, refs: list[tuple[str, str]]) -> list[dict]:
-    """The live resources among refs (Type, id), in no particular order."""
-    from sqlalchemy import tuple_
-
+    """The live resources among refs (Type, id), in no particular order. One `res_type = ? AND res_id IN (...)`
+    per type and chunk: SQLite answers a row-value (type, id) IN list by scanning the whole table."""
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in dict.fromkeys(refs):
+        by_type.setdefault(rtype, []).append(rid)
     found: list[dict] = []
     with db.reading(engine) as conn:
-        for start in range(0, len(refs), COMPARTMENT_CHUNK):
-            chunk = refs[start:start + COMPARTMENT_CHUNK]
-            found += [json.loads(r.body) for r in conn.execute(select(resources.c.body).where(
-                tuple_(resources.c.res_type, resources.c.res_id).in_(chunk), resources.c.deleted.is_(False)))]
+        for rtype, ids in by_type.items():
+            for start in range(0, len(ids), COMPARTMENT_CHUNK):
+                chunk = ids[start:start + COMPARTMENT_CHUNK]
+                found += [json.loads(r.body) for r in conn.execute(select(resources.c.body).where(
+                    resources.c.res_type == rtype, resources.c.res_id.in_(chunk), resources.c.deleted.is_(False)))]
     return found
 
 

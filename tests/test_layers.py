@@ -96,3 +96,11 @@ def test_mappings_the_bottom_layer_imports_no_other_layer():
     """mappings/ holds the shared FHIR vocabulary, the input errors and the tables that every layer imports."""
     others = ("service", "workers", "store", "treatment_lines", "registry", "narrative", "summaries", "localfhir")
     assert _offenders("mappings", lambda m: _within(m, *others)) == {}
+
+
+def test_tests_share_helpers_through_modules_not_through_other_tests():
+    """Helpers live in plain modules (tests/*.py without the test_ prefix); importing a test module (or conftest)
+    runs its tests' collection twice and redefines its fixtures (ruff F811)."""
+    offenders = {path.name: sorted(m for m in _imported_modules(path) if m.split(".")[0].startswith("test_") or m == "conftest")
+                 for path in sorted((REPO / "tests").glob("*.py"))}
+    assert {name: found for name, found in offenders.items() if found} == {}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from test_lines_corpus_builders import histories, to_fhir
+from corpus_builders import histories, to_fhir
 
 from mappings.fhir_validation import resource_issues
 from treatment_lines.engine import summarise

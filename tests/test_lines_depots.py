@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from test_treatment_lines_builders import LANREOTIDE, RXN, administration, patient
+from lines_builders import LANREOTIDE, RXN, administration, patient
 
 from treatment_lines.engine import summarise
 

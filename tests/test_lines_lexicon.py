@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 
 import pytest
-from test_treatment_lines_builders import RXN, patient
+from lines_builders import RXN, patient
 
 import treatment_lines
 from treatment_lines.lexicon import load_lexicon

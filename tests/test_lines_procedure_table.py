@@ -2,7 +2,7 @@
 class and the mCODE surgical profile; the three readers agree because they read the same rows."""
 from __future__ import annotations
 
-from test_treatment_lines_builders import SCT, patient, procedure
+from lines_builders import SCT, patient, procedure
 
 from mappings.procedure_classes import procedure_classes
 from registry.procedure_history import categorise

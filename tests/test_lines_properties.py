@@ -7,7 +7,7 @@ import copy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_lines_corpus_builders import (
+from corpus_builders import (
     RXN,
     clinical_drug_codes,
     histories,

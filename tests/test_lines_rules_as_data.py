@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from test_lines_corpus_builders import histories, to_fhir
+from corpus_builders import histories, to_fhir
 
 from treatment_lines.engine import summarise
 from treatment_lines.rules import load_rules

@@ -6,7 +6,7 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_treatment_lines_builders import patient, statement
+from lines_builders import patient, statement
 
 from treatment_lines.engine import summarise
 from treatment_lines.network import INF, NegativeCycle, Network

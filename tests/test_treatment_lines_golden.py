@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from lines_builders import seed_resources
+
 from mappings.fhir_validation import resource_issues
 from treatment_lines.engine import summarise
 from treatment_lines.fhir_output import lines_to_fhir
@@ -14,11 +16,6 @@ from treatment_lines.rules import load_rules
 
 DATA = Path(__file__).parent / "data"
 CASES = ["case1-vipoma", "case2-insulinoma"]
-
-
-def seed_resources(case: str) -> list[dict]:
-    bundle = json.loads((DATA / case / "expected-bundle.json").read_text(encoding="utf-8"))
-    return [entry["resource"] for entry in bundle["entry"]]
 
 
 def fact(reference: str, case: str) -> str:

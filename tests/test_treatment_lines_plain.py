@@ -1,8 +1,7 @@
 """The same history posted as plain FHIR (real dates, requests, administrations) gives the same lines."""
 from __future__ import annotations
 
-from test_treatment_lines_builders import case1_plain
-from test_treatment_lines_golden import seed_resources
+from lines_builders import case1_plain, seed_resources
 from treatment_lines.engine import summarise
 
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from test_treatment_lines_builders import case1_plain
-from test_treatment_lines_golden import seed_resources
+from lines_builders import case1_plain, seed_resources
 from treatment_lines.engine import summarise
 from treatment_lines.fhir_output import lines_to_fhir
 

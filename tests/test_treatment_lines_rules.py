@@ -1,7 +1,7 @@
 """Rule by rule, on small plain-FHIR histories with real dates."""
 from __future__ import annotations
 
-from test_treatment_lines_builders import (
+from lines_builders import (
     DIAZOXIDE, EMBOLIZATION, EVEROLIMUS, FLUOROURACIL, GLUCOSE, LANREOTIDE, LIVER_METASTASIS, NO_RESPONSE,
     OCTREOTIDE, PANCREATECTOMY, PATIENT_DECISION, SIRT, CAPECITABINE, TEMOZOLOMIDE, concept, condition, patient,
     procedure, request, statement, stop_reason, SCT,

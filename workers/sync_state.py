@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Column, Engine, select
 
 from mappings import fhir_vocabulary
 from mappings.fhir_vocabulary import UPSTREAM_SERVER_META
@@ -52,30 +52,35 @@ def upstream_id(engine: Engine, upstream: str, ref: str) -> str | None:
     return upstream_ids(engine, upstream, [ref]).get(ref)
 
 
-def upstream_ids(engine: Engine, upstream: str, refs: list[str]) -> dict[str, str]:
-    """'Type/localId' -> upstream id for the refs we have mapped."""
+def _by_type(refs: list[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for ref in sorted(set(refs)):
+        rtype, rid = _split(ref)
+        grouped.setdefault(rtype, []).append(rid)
+    return grouped
+
+
+def _mapped(engine: Engine, upstream: str, refs: list[str], key: Column, value: Column) -> dict[str, str]:
+    """'Type/<key>' -> <value> for the refs that are mapped; one indexed IN list per type and chunk (a row-value
+    (type, id) IN list made SQLite scan the whole table)."""
     found: dict[str, str] = {}
     with db.reading(engine) as conn:
-        for part in _chunks(sorted(set(refs))):
-            pairs = [_split(ref) for ref in part]
-            rows = conn.execute(select(sync_ids.c.res_type, sync_ids.c.local_id, sync_ids.c.upstream_id).where(
-                sync_ids.c.upstream == upstream,
-                tuple_(sync_ids.c.res_type, sync_ids.c.local_id).in_(pairs)))
-            found.update({f"{t}/{lid}": uid for t, lid, uid in rows})
+        for rtype, ids in _by_type(refs).items():
+            for part in _chunks(ids):
+                rows = conn.execute(select(key, value).where(
+                    sync_ids.c.upstream == upstream, sync_ids.c.res_type == rtype, key.in_(part)))
+                found.update({f"{rtype}/{k}": v for k, v in rows})
     return found
+
+
+def upstream_ids(engine: Engine, upstream: str, refs: list[str]) -> dict[str, str]:
+    """'Type/localId' -> upstream id for the refs we have mapped."""
+    return _mapped(engine, upstream, refs, sync_ids.c.local_id, sync_ids.c.upstream_id)
 
 
 def local_ids(engine: Engine, upstream: str, upstream_refs: list[str]) -> dict[str, str]:
     """'Type/upstreamId' -> local id for the refs we have mapped."""
-    found: dict[str, str] = {}
-    with db.reading(engine) as conn:
-        for part in _chunks(sorted(set(upstream_refs))):
-            pairs = [_split(ref) for ref in part]
-            rows = conn.execute(select(sync_ids.c.res_type, sync_ids.c.upstream_id, sync_ids.c.local_id).where(
-                sync_ids.c.upstream == upstream,
-                tuple_(sync_ids.c.res_type, sync_ids.c.upstream_id).in_(pairs)))
-            found.update({f"{t}/{uid}": lid for t, uid, lid in rows})
-    return found
+    return _mapped(engine, upstream, upstream_refs, sync_ids.c.upstream_id, sync_ids.c.local_id)
 
 
 def remember_ids(engine: Engine, upstream: str, pairs: dict[str, str]) -> None:

@@ -1,6 +1,10 @@
 """Plain FHIR R4 builders for the treatment-line tests (no case format, no local extensions); no tests here."""
 from __future__ import annotations
 
+import json
+
+from case_files import DATA
+
 SCT = "http://snomed.info/sct"
 RXN = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # Codes as in mappings/terminology/*.csv.
@@ -90,3 +94,9 @@ def case1_plain() -> list[dict]:
                 "2013-01-13", "2013-02-10"]
     resources += [administration(f"lar-{n}", OCTREOTIDE, day) for n, day in enumerate(lar_days)]
     return resources
+
+
+def seed_resources(case: str) -> list[dict]:
+    """The resources of a seed case's golden Bundle (tests/data/<case>/expected-bundle.json)."""
+    bundle = json.loads((DATA / case / "expected-bundle.json").read_text(encoding="utf-8"))
+    return [entry["resource"] for entry in bundle["entry"]]
