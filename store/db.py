@@ -116,16 +116,19 @@ def upgrade(engine: Engine) -> None:
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict], keys: list[str],
-           only_if: Callable[[Any], ColumnElement[bool]] | None = None) -> None:
-    """INSERT rows, or on a key that exists UPDATE its other columns (both engines: ON CONFLICT DO UPDATE);
-    only_if(excluded) is a condition over the table's and the new row's (`excluded`) columns: false keeps the old row."""
+           only_if: Callable[[Any], ColumnElement[bool]] | None = None,
+           changes: Callable[[Any], dict] | None = None) -> None:
+    """INSERT rows (one executemany), or on a key that exists UPDATE it, on both engines (ON CONFLICT DO UPDATE).
+    By default the other columns take the new row's values; changes(excluded) gives other assignments (e.g. a
+    counter + 1). only_if(excluded) is a condition over the table's and the new row's (`excluded`) columns:
+    false keeps the old row."""
     if not rows:
         return
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table)
-    changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    assigned = changes(stmt.excluded) if changes else {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     where = only_if(stmt.excluded) if only_if else None
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changed, where=where), rows)
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=assigned, where=where), rows)
 
 
 def _lock_key(name: str) -> int:

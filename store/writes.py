@@ -26,7 +26,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from mappings.errors import InputError, Issue
 from mappings.fhir_vocabulary import content, instant, now_ms
@@ -481,13 +480,8 @@ class Transaction:
     def _bump(self, patients: set[str]) -> None:
         """The compartments' write counters move in the write's transaction: cached views of them are then
         unreachable. One executemany upsert for all of them."""
-        if not patients:
-            return
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(patient_state)
-        self.conn.execute(stmt.on_conflict_do_update(
-            index_elements=["patient_id"], set_={"version": patient_state.c.version + 1, "changed_at": stmt.excluded.changed_at}),
-            [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)])
+        db.upsert(self.conn, patient_state, [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)],
+                  ["patient_id"], changes=lambda new: {"version": patient_state.c.version + 1, "changed_at": new.changed_at})
 
     def _provenance_owner(self, resource: dict) -> str | None:
         """A Provenance joins the compartment of the first target that has one."""

@@ -56,6 +56,9 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
     databases.migrated_engine(url)
     yield url
     if request.param == "postgresql":
+        from store import audit_log
+
+        audit_log.flush(db.engine_for(url))  # the last tests' queued read events, before the database goes
         db.engine_for(url).dispose()
         databases.drop_postgres_database(url)
 
