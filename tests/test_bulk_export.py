@@ -195,3 +195,31 @@ def test_a_patient_with_10000_resources_is_imported_paged_in_everything_and_expo
     counts = {o["type"]: o["count"] for o in exported["output"]}
     assert sum(n for t, n in counts.items() if t != "procedure-history") == BIG
     assert counts["procedure-history"] == counts["Procedure"] == 1000
+
+
+def test_export_streams_a_type_of_several_pages_in_write_order_with_each_filter_on_both_engines(db_engine, tmp_path):
+    from db_fixture_search import remove, store
+
+    from workers import bulk_export
+
+    count = bulk_export.EXPORT_PAGE * 2 + 37  # three pages of the streamed cursor
+    with db_engine.begin() as conn:
+        for n in range(count):
+            patient = f"p{n % 3}"
+            store(conn, {"resourceType": "Observation", "id": f"o{n}", "status": "final", "code": {"text": "x"},
+                         "subject": {"reference": f"Patient/{patient}"}}, patient, last_updated=1_000 + n)
+        store(conn, {"resourceType": "Observation", "id": "orphan", "status": "final", "code": {"text": "x"}}, None, 5_000)
+        remove(conn, "Observation", "o5")
+
+    def exported(info: dict, members: set[str] | None = None) -> list[str]:
+        path = tmp_path / "Observation.ndjson"
+        written = bulk_export._write(path, bulk_export._rows(db_engine, "Observation", info, members))
+        ids = [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()]
+        assert written == len(ids)
+        return ids
+
+    everything = [f"o{n}" for n in range(count) if n != 5]
+    assert exported({"level": "system"}) == [*everything, "orphan"]  # pk order, deleted left out, nothing twice
+    assert exported({"level": "patient"}) == everything  # only resources in a patient compartment
+    assert exported({"level": "group"}, {"p1"}) == [f"o{n}" for n in range(count) if n % 3 == 1]
+    assert exported({"level": "system", "since_ms": 1_000 + count - 10}) == [*everything[-10:], "orphan"]
