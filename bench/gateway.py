@@ -174,13 +174,14 @@ def whatif(env: dict, path: str, key: str, args, results: dict, procs: list) -> 
 
 
 # (file, function) of each pipeline stage priced by --profile, in the order a request meets them.
-STAGES = [("logs.py", "start", "request id, log start"), ("metrics.py", "start_timer", "metrics timer"),
+STAGES = [("__init__.py", "admit", "hook: request id, clock, auth"), ("logs.py", "start", "request id, clock"),
           ("auth.py", "check_access", "auth (API key, scopes)"), ("rate_limit.py", "count_request", "rate limit hook (deferred)"),
           ("request_limits.py", "check", "URL / parameter bounds"), ("fhir_http.py", "check_format", "_format / Accept"),
           ("patients.py", "_everything_params", "parameters checked"), ("paging.py", "base_url", "base URL"),
           ("patient_cache.py", "variant_key", "variant key"), ("reads.py", "patient_exists", "SQL: exists + version"),
-          ("patient_cache.py", "get_after", "Redis: rate count + cached bytes"), ("audit.py", "record", "audit event queued"),
-          ("metrics.py", "observe", "metrics"), ("logs.py", "finish", "log line"), ("headers.py", "secure", "security headers"),
+          ("patient_cache.py", "lookup", "Redis: rate count, version, bytes"), ("audit.py", "record", "audit event queued"),
+          ("__init__.py", "answer", "hook: headers, metrics, log line"), ("metrics.py", "observe", "metrics"),
+          ("logs.py", "finish", "log line"), ("headers.py", "secure", "security headers"),
           ("patients.py", "everything", "the whole $everything view"), ("app.py", "full_dispatch_request", "Flask: hooks + view"),
           ("app.py", "wsgi_app", "Flask: whole request")]
 

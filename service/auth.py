@@ -2,7 +2,7 @@
 
 Configuration (environment): GATEWAY_JWT_JWKS_FILE (a JWKS JSON file of public keys), with GATEWAY_JWT_ISSUER
 and GATEWAY_JWT_AUDIENCE required alongside it; GATEWAY_API_KEYS (JSON list of {"client", "sha256", "scopes"}),
-plus keys created with `python -m service.apikeys create` (their SHA-256 kept in Redis). Raw keys are never
+plus keys created with `python -m service.apikeys create` (their SHA-256 kept in the store of record). Raw keys are never
 stored. The development key of `python -m service` lives in its process memory only (DEVELOPMENT_KEY_SHA256)
 and stops working as soon as any real credential is configured.
 """
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import jwt
-from flask import Flask, current_app, g, request
+from flask import Flask, Request, Response
+from flask.ctx import _AppCtxGlobals
 from sqlalchemy import Engine, select
 
 from mappings.errors import Issue
@@ -85,8 +86,8 @@ def _check_claims(claims: dict, max_lifetime: int) -> None:
         raise AuthError(f"invalid token: it expires more than {max_lifetime} s from now")
 
 
-def _verify_jwt(token: str) -> Principal:
-    config = current_app.config
+def _verify_jwt(app: Flask, token: str) -> Principal:
+    config = app.config
     if not config.get("JWT_JWKS_FILE"):
         raise AuthError("bearer JWTs are not accepted: no signing keys are configured")
     try:
@@ -106,30 +107,47 @@ def _parse_keys(raw: str) -> dict[str, dict]:
     return {e["sha256"]: e for e in json.loads(raw)}
 
 
-def _configured_keys() -> dict[str, dict]:
-    raw = current_app.config.get("API_KEYS") or "[]"
-    return _parse_keys(raw) if isinstance(raw, str) else {e["sha256"]: e for e in raw}
+def _principal(entry: dict) -> Principal:
+    return Principal(entry["client"], frozenset(entry["scopes"]), "api-key")
+
+
+@lru_cache(maxsize=1024)
+def _configured_principal(raw: str, digest: str) -> Principal | None:
+    # Each configured key's Principal is built once, not per request; keyed by the setting's text, so that a
+    # changed GATEWAY_API_KEYS is read afresh.
+    entry = _parse_keys(raw).get(digest)
+    return _principal(entry) if entry else None
+
+
+def _configured_key(app: Flask, digest: str) -> Principal | None:
+    raw = app.config.get("API_KEYS") or "[]"
+    if isinstance(raw, str):
+        return _configured_principal(raw, digest)
+    entry = {e["sha256"]: e for e in raw}.get(digest)
+    return _principal(entry) if entry else None
 
 
 # Stored keys (table api_keys) are remembered by each process for a few seconds: a lookup per request would add
 # a database round trip to every cached read. A revoked key therefore stops working within KEY_CACHE_SECONDS.
+# What is remembered is the key's Principal, so that a request in that time builds nothing.
 KEY_CACHE_SECONDS = 5.0
-_key_cache: dict[str, tuple[float, dict | None]] = {}
+_key_cache: dict[str, tuple[float, Principal]] = {}
 
 
-def _stored_key(digest: str) -> dict | None:
+def _stored_key(app: Flask, digest: str) -> Principal | None:
     now = time.monotonic()
     cached = _key_cache.get(digest)
     if cached and now - cached[0] < KEY_CACHE_SECONDS:
         return cached[1]
-    with db.reading(current_app.extensions["store"]) as conn:
+    with db.reading(app.extensions["store"]) as conn:
         row = conn.execute(select(api_keys.c.client, api_keys.c.scopes).where(api_keys.c.digest == digest)).first()
-    entry = {"client": row.client, "scopes": json.loads(row.scopes)} if row else None
-    if entry is not None:  # unknown keys are not cached: a key created a moment ago works at once
-        if len(_key_cache) > 10000:
-            _key_cache.clear()
-        _key_cache[digest] = (now, entry)
-    return entry
+    if row is None:
+        return None  # unknown keys are not cached: a key created a moment ago works at once
+    principal = _principal({"client": row.client, "scopes": json.loads(row.scopes)})
+    if len(_key_cache) > 10000:
+        _key_cache.clear()
+    _key_cache[digest] = (now, principal)
+    return principal
 
 
 def real_credentials_configured(config: dict, engine: Engine) -> bool:
@@ -141,37 +159,38 @@ def real_credentials_configured(config: dict, engine: Engine) -> bool:
         return conn.execute(select(api_keys.c.digest).where(api_keys.c.client != DEVELOPMENT_CLIENT).limit(1)).first() is not None
 
 
-def _development_principal(digest: str) -> Principal | None:
-    expected = current_app.config.get("DEVELOPMENT_KEY_SHA256")
+def _development_principal(app: Flask, digest: str) -> Principal | None:
+    expected = app.config.get("DEVELOPMENT_KEY_SHA256")
     if not expected or digest != expected:
         return None
-    if real_credentials_configured(current_app.config, current_app.extensions["store"]):
+    if real_credentials_configured(app.config, app.extensions["store"]):
         raise AuthError("the development key is not accepted once real credentials are configured")
     return Principal(DEVELOPMENT_CLIENT, frozenset(DEVELOPMENT_SCOPES), "development-key")
 
 
-def _verify_api_key(raw_key: str) -> Principal:
+def _verify_api_key(app: Flask, raw_key: str) -> Principal:
     digest = key_hash(raw_key)
-    development = _development_principal(digest)
+    development = _development_principal(app, digest)
     if development:
         return development
-    entry = _configured_keys().get(digest) or _stored_key(digest)
+    principal = _configured_key(app, digest) or _stored_key(app, digest)
     # The development key lives in process memory only: a stored key of that client is never honoured.
-    if entry is None or entry.get("client") == DEVELOPMENT_CLIENT:
+    if principal is None or principal.client == DEVELOPMENT_CLIENT:
         raise AuthError("unknown API key")
-    return Principal(entry["client"], frozenset(entry["scopes"]), "api-key")
+    return principal
 
 
-def authenticate() -> Principal:
-    header = request.headers.get("Authorization", "")
-    api_key = request.headers.get("X-API-Key")
+def authenticate(app: Flask, request: Request) -> Principal:
+    # The WSGI environ holds the headers as request.headers.get would return them (HTTP_X_API_KEY is "X-API-Key").
+    environ = request.environ
+    api_key = environ.get("HTTP_X_API_KEY")
     if api_key:
-        return _verify_api_key(api_key)
-    scheme, _, credential = header.partition(" ")
+        return _verify_api_key(app, api_key)
+    scheme, _, credential = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() != "bearer" or not credential:
         raise AuthError("authentication required: send 'Authorization: Bearer <token>' or 'X-API-Key'")
     credential = credential.strip()
-    return _verify_jwt(credential) if credential.count(".") == 2 else _verify_api_key(credential)
+    return _verify_jwt(app, credential) if credential.count(".") == 2 else _verify_api_key(app, credential)
 
 
 def _deny(message: str, status: int):
@@ -188,25 +207,23 @@ def check_configuration(config: dict) -> None:
         raise RuntimeError("GATEWAY_JWT_JWKS_FILE is set: GATEWAY_JWT_ISSUER and GATEWAY_JWT_AUDIENCE are required too")
 
 
-def install(app: Flask) -> None:
-    check_configuration(app.config)
-
-    @app.before_request
-    def check_access():
-        g.principal = None
-        if scopes.is_public(request.path):
-            return None
-        # Before any credential is checked: an address that keeps failing is refused without verification work.
-        if rate_limit.auth_failures_exceeded():
-            return rate_limit.too_many_failures()
-        try:
-            principal = authenticate()
-        except AuthError as exc:
-            log.info("authentication failed: %s", exc)
-            rate_limit.count_auth_failure()
-            return _deny(str(exc), exc.status)
-        g.principal = principal
-        needed = scopes.required(request)
-        if not scopes.allowed(principal.scopes, needed):
-            return _deny(f"missing scope: one of {', '.join(sorted(needed))}", 403)
+def check_access(app: Flask, request: Request, g: _AppCtxGlobals) -> Response | None:
+    """Before every handler (service/__init__.py): the caller's Principal in g.principal, or the refusal (401, 403,
+    or 429 for an address that keeps failing). Public paths need no credentials."""
+    g.principal = None
+    if scopes.is_public(request.path):
         return None
+    # Before any credential is checked: an address that keeps failing is refused without verification work.
+    if rate_limit.auth_failures_exceeded():
+        return rate_limit.too_many_failures()
+    try:
+        principal = authenticate(app, request)
+    except AuthError as exc:
+        log.info("authentication failed: %s", exc)
+        rate_limit.count_auth_failure()
+        return _deny(str(exc), exc.status)
+    g.principal = principal
+    needed = scopes.required(request)
+    if not scopes.allowed(principal.scopes, needed):
+        return _deny(f"missing scope: one of {', '.join(sorted(needed))}", 403)
+    return None

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, current_app, g
 
 from mappings.errors import InputError
 from service import fhir_http
+from service.audit import WriteEvent
 from service.outcome import fhir_response, operation_outcome, outcome_response
 from service.request_body import json_body
 from store.bundle_plan import plan_bundle
@@ -24,17 +25,21 @@ def process_bundle(bundle: object) -> Response:
     """Validate every entry, then apply: transaction/collection all-or-nothing, batch entry by entry."""
     btype, planned = plan_bundle(bundle, current_app.config["MAX_BUNDLE_ENTRIES"])
     engine, policy = current_app.extensions["store"], current_app.config["REFERENCE_POLICY"]
+    # Both answers below are 200 once the write committed; the event goes into the write's transaction.
+    event = WriteEvent(lambda _outcomes: 200)
     if btype == "batch":
-        outcomes = apply_batch(engine, planned, policy)
+        outcomes = apply_batch(engine, planned, policy, audit=event)
+        event.committed()
         _after_write(outcomes)
         return fhir_response(_response_bundle("batch-response", outcomes))
     issues = [i for p in planned for i in p.issues]
     if issues:
         raise InputError(issues, 403 if all(i.code == "forbidden" for i in issues) else 400)
     try:
-        outcomes = apply_entries(engine, planned, policy=policy)
+        outcomes = apply_entries(engine, planned, policy=policy, audit=event)
     except TransactionFailed as exc:
         return outcome_response(exc.issues, exc.status)
+    event.committed()
     _after_write(outcomes)
     return fhir_response(_response_bundle("transaction-response", outcomes))
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+from functools import lru_cache
 
 from flask import Response, request
+from flask.globals import request_ctx
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from mappings.errors import InputError, Issue
 from service.outcome import FHIR_JSON, fhir_response, operation_outcome
@@ -16,15 +20,22 @@ XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "ap
 RETURN_PREFERENCES = ("minimal", "representation", "OperationOutcome")
 
 
+@lru_cache(maxsize=256)
+def _admits_json(accept: str) -> bool:
+    # Parsing an Accept header is the dearest part of this check, and clients send the same few over and over;
+    # the answer depends on the header's text alone (as request.accept_mimetypes parses it).
+    return bool(parse_accept_header(accept, MIMEAccept).best_match([FHIR_JSON, "application/json"]))
+
+
 def check_format() -> None:
     """Only JSON is served: `_format=xml` or an Accept that admits no JSON is 406 (http.html#mime-type)."""
-    fmt = request.args.get("_format")
+    req = request_ctx.request  # one context lookup for the whole check
+    fmt = req.args.get("_format") if req.query_string else None  # no query string: no _format (and no parsing)
     if fmt and fmt not in JSON_FORMATS:
         raise InputError([Issue("?_format", f"_format {fmt!r} is not served; this server speaks application/fhir+json", "not-supported")], 406)
-    accept = request.accept_mimetypes
-    if request.headers.get("Accept") and not fmt and not (accept.best_match([FHIR_JSON, "application/json"])):
-        raise InputError([Issue("Accept", f"cannot answer in {request.headers['Accept']!r}; this server speaks application/fhir+json",
-                               "not-supported")], 406)
+    accept = req.environ.get("HTTP_ACCEPT")  # request.headers.get("Accept")
+    if accept and not fmt and not _admits_json(accept):
+        raise InputError([Issue("Accept", f"cannot answer in {accept!r}; this server speaks application/fhir+json", "not-supported")], 406)
 
 
 def http_date(ms: int) -> str:

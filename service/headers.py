@@ -3,7 +3,7 @@ patient data. (The Server header is the HTTP server's: `python -m service` names
 service/__main__.py; gunicorn sends a versionless "gunicorn".)"""
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Request, Response
 
 from service import scopes
 
@@ -22,19 +22,25 @@ REVIEW_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; conne
 REVIEW_PAGES = ("/cases/$extract/review",)
 
 
-def secure(response: Response) -> Response:
-    operator = request.path.startswith(OPERATOR_PREFIXES)
-    review = request.path in REVIEW_PAGES
-    response.headers["Content-Security-Policy"] = OPERATOR_POLICY if operator else REVIEW_POLICY if review else STRICT_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    if not scopes.is_public(request.path) and "no-store" not in response.headers.get("Cache-Control", ""):
+FIXED = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
+
+
+def secure(request: Request, response: Response) -> None:
+    """After every handler (service/__init__.py): the security headers, replacing any the handler set."""
+    path = request.path
+    policy = OPERATOR_POLICY if path.startswith(OPERATOR_PREFIXES) else REVIEW_POLICY if path in REVIEW_PAGES else STRICT_POLICY
+    headers = response.headers
+    # One pass over the handler's headers instead of one per header set: a name already there is replaced
+    # (Headers.set), any other is appended (Headers.add), which is what Headers.set does for an absent name.
+    present: dict[str, str] = {}
+    for name, value in headers.items():
+        present.setdefault(name.lower(), value)
+    for name, value in (("Content-Security-Policy", policy), *FIXED):
+        if name.lower() in present:
+            headers.set(name, value)
+        else:
+            headers.add(name, value)
+    if not scopes.is_public(path) and "no-store" not in present.get("cache-control", ""):
         # Everything behind authentication is patient data or about it: no shared or browser cache keeps it.
         # ETag stays, so a client may still revalidate explicitly with If-None-Match.
-        response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def install(app: Flask) -> None:
-    app.after_request(secure)
+        headers.set("Cache-Control", "no-store")

@@ -5,11 +5,12 @@ Lines carry the route template, never the path: paths hold patient ids, and logs
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
-from flask import Flask, Response, g, request
+from flask import Request, Response
+from flask.ctx import _AppCtxGlobals
 
 from workers.logs import JsonFormatter, configure  # noqa: F401  (one format for gateway and workers)
 
@@ -17,21 +18,27 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # always fullmatch: "$" also m
 log = logging.getLogger("gateway.request")
 
 
-def install(app: Flask) -> None:
-    @app.before_request
-    def start() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        g.started = time.perf_counter()
+def new_request_id() -> str:
+    # 32 random hex digits, as uuid4().hex gave, without building a UUID object (a fifth of the cost).
+    return os.urandom(16).hex()
 
-    @app.after_request
-    def finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        principal = g.get("principal")
-        log.info("request", extra={
-            "request_id": g.get("request_id"), "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else "(unmatched)",
-            "status": response.status_code, "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
-            "client": principal.client if principal else None,
-        })
-        return response
+
+def start(request: Request, g: _AppCtxGlobals) -> None:
+    """First thing of every request: its id (the caller's, when well formed) and its clock (logs and metrics)."""
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")  # what request.headers.get("X-Request-ID", "") reads
+    g.request_id = given if REQUEST_ID.fullmatch(given) else new_request_id()
+    g.started = time.perf_counter()
+
+
+def finish(request: Request, g: _AppCtxGlobals, response: Response, route: str, elapsed: float) -> None:
+    """The request id on the answer and the request's log line (route template, never the path)."""
+    request_id = g.get("request_id", "")
+    response.headers["X-Request-ID"] = request_id
+    if not log.isEnabledFor(logging.INFO):
+        return  # the line's fields are built only for a logger that will write them
+    principal = g.get("principal")
+    log.info("request", extra={
+        "request_id": g.get("request_id"), "method": request.method, "route": route,
+        "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+        "client": principal.client if principal else None,
+    })

@@ -7,10 +7,9 @@ queue and job figures are read from Redis at scrape time, so every process repor
 from __future__ import annotations
 
 import os
-import time
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
@@ -48,8 +47,31 @@ class QueueCollector:
         yield from (lengths, jobs, errors)
 
 
+# Label children looked up once and remembered: Metric.labels() validates, stringifies and takes a lock on every
+# call. A child is created on its first use, as labels() would, so /metrics lists only series that happened.
+# At most MAX_CHILDREN request label sets are remembered (the method of an unmatched request is the client's).
+MAX_CHILDREN = 10_000
+_cache_children: dict[bool, Counter] = {}
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def record_cache(hit: bool) -> None:
-    CACHE.labels("hit" if hit else "miss").inc()
+    child = _cache_children.get(hit)
+    if child is None:
+        child = _cache_children[hit] = CACHE.labels("hit" if hit else "miss")
+    child.inc()
+
+
+def observe(method: str, route: str, status: int, seconds: float) -> None:
+    """After every handler (service/__init__.py): one request of this route counted and its latency observed."""
+    key = (method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(route))
+        if len(_request_children) < MAX_CHILDREN:
+            _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 @bp.get("/metrics")
@@ -64,16 +86,3 @@ def metrics() -> Response:
             registry.register(collector)
     registry.register(QueueCollector(current_app.extensions["redis"]))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
-
-def install(app: Flask) -> None:
-    @app.before_request
-    def start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def observe(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "(unmatched)"
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - g.get("metrics_started", time.perf_counter()))
-        return response

@@ -9,7 +9,7 @@ import logging
 from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Flask, Response, request
+from flask import Flask, Request, Response
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from service.outcome import error
@@ -18,6 +18,7 @@ from service.paging import base_url
 log = logging.getLogger("gateway.operator")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 DASHBOARD = "/rq"
+DASHBOARD_PATHS = DASHBOARD + "/"
 
 
 def _origin(url: str) -> str:
@@ -25,7 +26,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _same_origin() -> bool:
+def _same_origin(request: Request) -> bool:
     own = _origin(base_url())
     origin = request.headers.get("Origin")
     if origin:  # browsers send it on every POST; "null" (sandboxed or privacy-stripped) never matches
@@ -34,27 +35,30 @@ def _same_origin() -> bool:
     return referer is not None and _origin(referer) == own
 
 
-def guard_actions() -> Response | None:
-    """405 for a dashboard action by GET; 403 for a state-changing request from another origin (or none named)."""
-    if not request.path.startswith(DASHBOARD + "/") or request.url_rule is None:
+def guard_actions(request: Request) -> Response | None:
+    """Before every handler once the dashboard is mounted (service/__init__.py): 405 for a dashboard action by GET;
+    403 for a state-changing request from another origin (or none named)."""
+    if not request.path.startswith(DASHBOARD_PATHS) or request.url_rule is None:
         return None
     action = "POST" in (request.url_rule.methods or set())
     if action and request.method in SAFE_METHODS:
         return error(405, "queue dashboard actions take POST only", "not-supported")
-    if request.method not in SAFE_METHODS and not _same_origin():
+    if request.method not in SAFE_METHODS and not _same_origin(request):
         return error(403, "queue dashboard actions are accepted from this gateway's own pages only "
                           "(the Origin or Referer header must name this gateway)", "forbidden")
     return None
 
 
-def install(app: Flask) -> None:
+def install(app: Flask) -> bool:
+    """Mounts /docs and, with a Redis URL, the dashboard at /rq: True when it is mounted (its actions then need
+    guard_actions before every handler)."""
     app.register_blueprint(get_swaggerui_blueprint("/docs", "/openapi.yaml", config={"app_name": "Oncology FHIR gateway"}))
     url = app.extensions.get("redis_url")
     if not url:
         log.info("queue dashboard not mounted: in-process mode has no Redis URL for it")
-        return
+        return False
     app.config.from_object(rq_dashboard.default_settings)
     app.config["RQ_DASHBOARD_REDIS_URL"] = url
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD)
-    app.before_request(guard_actions)
+    return True

@@ -5,6 +5,7 @@ import re
 from urllib.parse import urlencode
 
 from flask import current_app, request
+from flask.globals import request_ctx
 
 from mappings.errors import InputError, Issue
 
@@ -40,6 +41,27 @@ def base_url() -> str:
         host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
         if proto in ("http", "https") and HOST.fullmatch(host):
             return f"{proto}://{host}{request.script_root}"
+    req = request_ctx.request
+    if req.trusted_hosts is not None:  # Flask's TRUSTED_HOSTS: the host is checked for each request
+        return _base_from_host()
+    # What follows depends on these alone, and working it out (host validation, URL quoting) cost a cached read as
+    # much as its audit event: it is done once per host clients name (at most _MAX_BASES remembered).
+    key = (req.scheme, req.headers.get("host"), req.server, req.root_path, config["GATEWAY_HOST"], config["GATEWAY_PORT"])
+    found = _bases.get(key)
+    if found is None:
+        found = _base_from_host()
+        if len(_bases) >= _MAX_BASES:
+            _bases.clear()
+        _bases[key] = found
+    return found
+
+
+_MAX_BASES = 1000
+_bases: dict[tuple, str] = {}
+
+
+def _base_from_host() -> str:
+    config = current_app.config
     if request.host.rsplit(":", 1)[0] in LOOPBACK_NAMES or request.host in LOOPBACK_NAMES:
         return request.url_root.rstrip("/")
     return f"http://{config['GATEWAY_HOST']}:{config['GATEWAY_PORT']}{request.script_root}"

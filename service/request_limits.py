@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import parse_qsl
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, Response
 
 from service import scopes
 from service.outcome import error
@@ -15,31 +15,29 @@ from service.outcome import error
 FORM = "application/x-www-form-urlencoded"
 
 
-def _parameters() -> list[tuple[str, str]]:
-    pairs = list(request.args.items(multi=True))
-    if request.method == "POST" and request.mimetype == FORM:
-        # cache=True: the handler reads the same body again (service/resources.py search_post).
-        pairs += parse_qsl(request.get_data(cache=True, as_text=True), keep_blank_values=True)
-    return pairs
-
-
-def check() -> Response | None:
-    if scopes.is_public(request.path):
+def check(app: Flask, request: Request) -> Response | None:
+    """Before every handler (service/__init__.py): the 414 or 400 refusal, or None."""
+    path = request.path
+    if scopes.is_public(path):
         return None
-    limit = int(current_app.config["MAX_URL_BYTES"])
-    length = len(request.path.encode("utf-8")) + len(request.query_string) + 1
+    limit = int(app.config["MAX_URL_BYTES"])
+    query = request.query_string
+    length = len(path.encode("utf-8")) + len(query) + 1
     if length > limit:
         return error(414, f"the URL is {length} bytes long; the limit is {limit}", "too-long")
-    most = int(current_app.config["MAX_PARAMETER_VALUES"])
+    form = request.method == "POST" and request.mimetype == FORM
+    if not query and not form:
+        return None  # no parameter at all (most reads): nothing to count
+    pairs = list(request.args.items(multi=True))
+    if form:
+        # cache=True: the handler reads the same body again (service/resources.py search_post).
+        pairs += parse_qsl(request.get_data(cache=True, as_text=True), keep_blank_values=True)
+    most = int(app.config["MAX_PARAMETER_VALUES"])
     counts: Counter[str] = Counter()
-    for name, value in _parameters():
+    for name, value in pairs:
         counts[name] += value.count(",") + 1
     for name, count in counts.items():
         if count > most:
             return error(400, f"parameter {name!r} has {count} values; at most {most} are accepted in one request",
                          "too-costly", f"?{name}")
     return None
-
-
-def install(app: Flask) -> None:
-    app.before_request(check)

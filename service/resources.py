@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -14,6 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from mappings.errors import InputError, Issue
 from mappings.fhir_vocabulary import instant
 from service import fhir_http
+from service.audit import WriteEvent
 from service.outcome import error, fhir_response, operation_outcome
 from service.paging import base_url
 from service.request_body import json_body
@@ -109,17 +111,20 @@ def _gone(stored: reads.Stored) -> Response:
 
 
 # -- writes ----------------------------------------------------------------------------------------------------
-def _single(entry: dict, rtype: str) -> EntryOutcome:
-    """One interaction as a one-entry transaction: the same checks, ids, versions and indexes as a Bundle."""
+def _single(entry: dict, rtype: str, status_of: Callable[[EntryOutcome], int]) -> EntryOutcome:
+    """One interaction as a one-entry transaction: the same checks, ids, versions and indexes as a Bundle.
+    status_of(outcome): the status the route answers with, for the AuditEvent written in the same transaction."""
     _, (planned,) = plan_bundle({"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, 1)
     criteria = "If-None-Exist" if "ifNoneExist" in entry["request"] else "url"
     if planned.issues:
         forbidden = all(i.code == "forbidden" for i in planned.issues)  # AuditEvent: written by this server only
         raise InputError([_rest_path(i, rtype, criteria) for i in planned.issues], 403 if forbidden else 400)
+    event = WriteEvent(lambda outcomes: status_of(outcomes[0]))
     try:
-        (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"])
+        (outcome,) = apply_entries(_engine(), [planned], policy=current_app.config["REFERENCE_POLICY"], audit=event)
     except (TransactionFailed, InputError) as exc:
         raise InputError([_rest_path(i, rtype, criteria) for i in exc.issues], exc.status) from None
+    event.committed()
     _audit(*outcome.patients, outcome.patient)
     hook = current_app.extensions.get("after_write")
     if hook:
@@ -153,13 +158,20 @@ def _request(method: str, url: str) -> dict:
     return req
 
 
-def _write_answer(outcome: EntryOutcome) -> Response:
+def _write_status(outcome: EntryOutcome) -> int:
+    """The status _write_answer gives an outcome."""
     if outcome.resource is None or outcome.location is None:
+        return 412
+    return 201 if outcome.created else 200
+
+
+def _write_answer(outcome: EntryOutcome) -> Response:
+    if outcome.resource is None or outcome.location is None:  # _write_status: 412
         return error(412, "no resource was written", "processing")
     stored = reads.Stored(outcome.resource["resourceType"], outcome.resource["id"], int(outcome.resource["meta"]["versionId"]),
                           reads.instant_ms(outcome.resource["meta"]["lastUpdated"]), False,
                           json.dumps(outcome.resource, ensure_ascii=False, separators=(",", ":")), outcome.patient)
-    return fhir_http.write_response(stored, 201 if outcome.created else 200, outcome.issues)
+    return fhir_http.write_response(stored, _write_status(outcome), outcome.issues)
 
 
 @bp.post("/<rtype>")
@@ -168,7 +180,7 @@ def create(rtype: str) -> Response:
     fhir_http.check_format()
     resource = _body_resource(rtype)
     resource.pop("id", None)  # the server assigns the id of a create (http.html#create)
-    return _write_answer(_single({"resource": resource, "request": _create_request(rtype)}, rtype))
+    return _write_answer(_single({"resource": resource, "request": _create_request(rtype)}, rtype, _write_status))
 
 
 def _create_request(rtype: str) -> dict:
@@ -193,7 +205,7 @@ def update(rtype: str, rid: str) -> Response:
     if resource.get("id") != rid:
         return error(400, f"the resource id {resource.get('id')!r} must equal the id in the URL {rid!r} (http.html#update)",
                      "invalid", f"{rtype}.id")
-    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}/{rid}")}, rtype))
+    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}/{rid}")}, rtype, _write_status))
 
 
 @bp.put("/<rtype>")
@@ -201,26 +213,31 @@ def conditional_update(rtype: str) -> Response:
     _require_type(rtype)
     fhir_http.check_format()
     resource = _body_resource(rtype)
-    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}?{_query()}")}, rtype))
+    return _write_answer(_single({"resource": resource, "request": _request("PUT", f"{rtype}?{_query()}")}, rtype, _write_status))
 
 
 @bp.delete("/<rtype>/<rid>")
 def delete(rtype: str, rid: str) -> Response:
     _require_type(rtype)
-    outcome = _single({"request": _request("DELETE", f"{rtype}/{rid}")}, rtype)
+    outcome = _single({"request": _request("DELETE", f"{rtype}/{rid}")}, rtype, _delete_status)
     return _delete_answer(outcome)
 
 
 @bp.delete("/<rtype>")
 def conditional_delete(rtype: str) -> Response:
     _require_type(rtype)
-    outcome = _single({"request": _request("DELETE", f"{rtype}?{_query()}")}, rtype)
+    outcome = _single({"request": _request("DELETE", f"{rtype}?{_query()}")}, rtype, _delete_status)
     return _delete_answer(outcome)
+
+
+def _delete_status(_outcome: EntryOutcome) -> int:
+    """The status _delete_answer gives."""
+    return 200 if fhir_http.prefer().get("return") == "OperationOutcome" else 204
 
 
 def _delete_answer(outcome: EntryOutcome) -> Response:
     headers = {"ETag": outcome.etag} if outcome.etag else {}
-    if fhir_http.prefer().get("return") == "OperationOutcome":
+    if _delete_status(outcome) == 200:
         return fhir_response(operation_outcome([Issue("$", "deleted" if outcome.etag else "nothing to delete", "informational",
                                                       "information")]), 200, headers)
     return fhir_http.empty_response(204, headers)

@@ -8,7 +8,9 @@ before the trail is listed, and at process exit (atexit: `python -m service` on 
 its normal exit). A SIGKILL, a gunicorn worker timeout or a crash of the interpreter loses at most the last
 FLUSH_SECONDS of read events of that process; while the database is down they wait (up to MAX_PENDING).
 One INSERT per read, in its own transaction, cost as much as the rest of a cached read (bench/gateway.py).
-The events of writes and sync jobs are appended at once and fully durable, like the clinical data they describe.
+The events of writes and sync jobs are appended at once and fully durable, like the clinical data they describe;
+a write through store.writes carries its own event in its transaction (record_in), so the event commits with
+the write, in the same fsync, or not at all.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, func, insert, select
 
@@ -50,6 +53,8 @@ MAX_PENDING = 100_000  # while the database is down: beyond this the oldest wait
 
 
 Queued = tuple[int, dict]  # (epoch ms when the request was answered, the event)
+_INSERT_ONE = insert(audit_events).returning(audit_events.c.seq)
+_INSERT_MANY = insert(audit_events).returning(audit_events.c.seq, sort_by_parameter_order=True)
 
 
 def _insert(conn: Connection, events: list[Queued]) -> None:
@@ -57,7 +62,10 @@ def _insert(conn: Connection, events: list[Queued]) -> None:
     if not events:
         return
     rows = [{"recorded": ms, "body": json.dumps(e, ensure_ascii=False)} for ms, e in events]
-    seqs = conn.execute(insert(audit_events).returning(audit_events.c.seq, sort_by_parameter_order=True), rows).scalars().all()
+    if len(rows) == 1:  # a write's own event: a plain INSERT ... RETURNING, not the executemany machinery
+        seqs: Sequence[int] = [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+    else:
+        seqs = conn.execute(_INSERT_MANY, rows).scalars().all()
     named = [{"event_seq": seq, "patient_id": p} for seq, (_, e) in zip(seqs, events) for p in patients_named(e)]
     if named:
         conn.execute(insert(audit_event_patients), named)
@@ -160,6 +168,27 @@ def append(engine: Engine, event: dict) -> None:
 def flush(engine: Engine) -> None:
     """Write this process's waiting read events now (the trail is listed, a test looks, the process stops)."""
     _reads.flush(engine)
+
+
+def before_write_event(engine: Engine) -> None:
+    """Called before a write transaction that will carry its own event (record_in): this process's waiting read
+    events are written first, so the trail keeps this process's order (reads answered before the write come
+    before it). Nothing waiting (the usual case of a writer): no transaction. A failure here must not stop the
+    write: the events stay queued on an outage (or are logged as lost), as on the flush timer."""
+    if not _reads.pending.get(engine):
+        return
+    try:
+        _reads.flush(engine)
+    except db.DatabaseUnavailable:
+        log.error("audit events of reads wait: the database is unavailable")
+    except Exception:
+        log.exception("audit events of reads could not be written")
+
+
+def record_in(conn: Connection, event: dict) -> None:
+    """Append a write's event in that write's own transaction: it commits with the clinical rows it describes
+    (exactly as durable, one commit and one fsync for both) or not at all when they roll back."""
+    _insert(conn, [(now_ms(), event)])
 
 
 def events(engine: Engine, patient: str | None, count: int, offset: int) -> tuple[list[dict], int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from store.writes import (
     TransactionFailed,
     apply_batch,
     apply_entries,
+    dumps,
 )
 
 DEFAULT_CHUNK = 500
@@ -137,15 +139,28 @@ class ImportRun:
                 with path.open("r+b") as handle:
                     handle.truncate(size)
 
-    def _append(self, name: str, lines: list[str]) -> None:
-        if not lines:
-            return
-        path = self.folder / name
-        with path.open("a", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.state["sizes"][name] = path.stat().st_size
+    def _append(self, files: dict[str, list[str]]) -> None:
+        """Append each file's lines, then make them all durable before the caller saves the checkpoint that
+        names their sizes. The fsyncs run side by side: ext4 folds concurrent fsyncs into one journal commit,
+        so a chunk that writes three files waits ~0.5 ms instead of three sequential fsyncs (2-4 ms)."""
+        handles = []
+        try:
+            for name, lines in files.items():
+                if lines:
+                    handle = (self.folder / name).open("a", encoding="utf-8")
+                    handles.append((name, handle))
+                    handle.writelines(lines)
+                    handle.flush()
+            if len(handles) > 1:
+                with ThreadPoolExecutor(max_workers=len(handles)) as pool:
+                    list(pool.map(lambda h: os.fsync(h[1].fileno()), handles))   # list(): raises a failed fsync
+            elif handles:
+                os.fsync(handles[0][1].fileno())
+            for name, handle in handles:
+                self.state["sizes"][name] = os.fstat(handle.fileno()).st_size
+        finally:
+            for _, handle in handles:
+                handle.close()
 
     # -- the passes --------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -226,12 +241,12 @@ class ImportRun:
                 deferred.append(json.dumps({"source": p.line.source, "line": p.line.number, "text": p.line.text}) + "\n")
             else:
                 errors.setdefault(p.rtype, []).append(_outcome_line(p.line, outcome.issues, "error", outcome.status))
+        files = {f"error.{rtype}.ndjson": rows for rtype, rows in errors.items()}
+        files.update({f"output.{rtype}.ndjson": rows for rtype, rows in outputs.items()})
+        files[f"deferred.{self.state['pass'] + 1}.ndjson"] = deferred
         for rtype, rows in errors.items():
             self.state["errors"][rtype] = self.state["errors"].get(rtype, 0) + len(rows)
-            self._append(f"error.{rtype}.ndjson", rows)
-        for rtype, rows in outputs.items():
-            self._append(f"output.{rtype}.ndjson", rows)
-        self._append(f"deferred.{self.state['pass'] + 1}.ndjson", deferred)
+        self._append(files)
         self.state["done"] = sum(self.state["counts"].values()) + sum(self.state["errors"].values())
 
 
@@ -280,7 +295,7 @@ def _outcome_line(line: Line, issues: list[Issue], severity: str, status: str | 
              "expression": [where]}
     rest = [{"severity": i.severity, "code": i.code, "diagnostics": f"{where}: {i.message}", "expression": [i.path]}
             for i in issues]
-    return json.dumps({"resourceType": "OperationOutcome", "issue": [first, *rest]}, ensure_ascii=False) + "\n"
+    return dumps({"resourceType": "OperationOutcome", "issue": [first, *rest]}) + "\n"
 
 
 def _success_line(line: Line, outcome: EntryOutcome) -> str:
@@ -290,7 +305,7 @@ def _success_line(line: Line, outcome: EntryOutcome) -> str:
                "diagnostics": f"{where}: {outcome.status} {outcome.location}", "expression": [where]}]
     issues += [{"severity": i.severity, "code": i.code, "diagnostics": f"{where}: {i.message}", "expression": [i.path]}
                for i in outcome.issues]
-    return json.dumps({"resourceType": "OperationOutcome", "issue": issues}, ensure_ascii=False) + "\n"
+    return dumps({"resourceType": "OperationOutcome", "issue": issues}) + "\n"  # compact JSON, through orjson
 
 
 def result_files(folder: Path, prefix: str) -> list[tuple[str, Path]]:

@@ -9,6 +9,7 @@ transaction (which then sees the other's row).
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import os
 import threading
@@ -164,6 +165,23 @@ def reading(engine: Engine) -> Iterator[Connection]:
         raise
 
 
+class Outcome(enum.Enum):
+    """How a write transaction ended, as its after-write hooks are told."""
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled back"
+    UNKNOWN = "unknown"  # the COMMIT itself failed (e.g. the connection dropped): it may have been applied
+
+
+_AFTER_WRITE = "store.after_write"
+
+
+def after_write_hooks(conn: Connection) -> list[Callable[[Outcome], None]] | None:
+    """Inside write(): the list of hooks to run with the outcome once this attempt's transaction has ended, after
+    the connection (and SQLite's writer turn) is released and before write() returns; None outside write().
+    Hooks must not raise. store.version_mirror ends its writer marks and sets its fences here."""
+    return conn.info.get(_AFTER_WRITE)
+
+
 def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True) -> T:
     """Run work(conn) in one write transaction, retried whole on a lost race; work must only touch the database.
 
@@ -172,13 +190,21 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
     database server (PostgreSQL) may lose the last such commits, never corrupts. Only for rows that are not
     clinical data (the audit events of reads)."""
     for attempt in range(RETRIES):
+        hooks: list[Callable[[Outcome], None]] = []
+        outcome = Outcome.ROLLED_BACK
         try:
             with _writer_turn(engine), engine.connect() as conn:
                 conn = conn.execution_options(write=True, durable=durable)
-                with conn.begin():
-                    if not durable and conn.dialect.name == "postgresql":
-                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                    return work(conn)
+                conn.info[_AFTER_WRITE] = hooks  # on the pooled connection's record: removed below, whatever happens
+                try:
+                    with conn.begin():
+                        if not durable and conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                        result = work(conn)
+                        outcome = Outcome.UNKNOWN  # from here until the commit returns
+                    outcome = Outcome.COMMITTED
+                finally:
+                    conn.info.pop(_AFTER_WRITE, None)
         except IntegrityError:
             if attempt == RETRIES - 1:
                 raise
@@ -192,6 +218,11 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
                 raise DatabaseUnavailable(str(exc.orig)) from None
             if not _retryable(exc) or attempt == RETRIES - 1:
                 raise
+        finally:
+            for hook in hooks:
+                hook(outcome)
+        if outcome is Outcome.COMMITTED:
+            return result
         time.sleep(min(0.5, 0.01 * 2 ** attempt))
     raise AssertionError("unreachable")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import Connection, delete
 
 from store import row_writer
 from store.schema import INDEX_TABLES
-from store.search_params import CHOICE_SUFFIXES, SearchParam, Step, indexed_params
+from store.search_params import CHOICE_SUFFIXES, indexed_params
 
 MAX_LEN = 255
 LOW, HIGH = -(2**62), 2**62           # an open end of a Period
@@ -80,149 +80,197 @@ def _ms(moment: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def _values(node: Any, steps: tuple[Step, ...], kind: str) -> Iterator[Any]:
-    """Every value at the path, arrays flattened; a final [x] step takes the choice types fitting `kind`."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _values(item, steps, kind)
-        return
-    if not steps:
-        yield node
-        return
-    if not isinstance(node, dict):
-        return
-    step = steps[0]
-    if step.choice:
-        for suffix in CHOICE_SUFFIXES[kind]:
-            if step.name + suffix in node:
-                yield from _values(node[step.name + suffix], steps[1:], kind)
-    elif step.name in node:
-        yield from _values(node[step.name], steps[1:], kind)
+# The value columns of each kind's table, in table order (after res_pk, res_type, param, patient_id).
+VALUE_COLUMNS = {"token": ("system", "code", "text"), "string": ("value_norm", "value_exact"),
+                 "reference": ("target_type", "target_id", "target_url"), "date": ("low", "high"), "uri": ("value",)}
+Values = tuple  # one row's value columns, in VALUE_COLUMNS order
 
 
-def _token_rows(value: Any) -> Iterator[dict]:
+def _flatten(value: Any, out: list) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _flatten(item, out)
+    elif value is not None:  # an element that is null finds nothing (no extractor takes None)
+        out.append(value)
+
+
+def _values(resource: dict, steps: tuple[tuple[str, ...], ...]) -> list:
+    """Every value at the path, arrays flattened; each step is the keys it may be found under (the choice types
+    of a final [x] step fitting the parameter's type, in CHOICE_SUFFIXES order). Level by level with lists: paths
+    are 1-3 steps, and a generator per node cost more than the rows it found."""
+    nodes: list = [resource]
+    for names in steps:
+        found: list = []
+        for node in nodes:
+            if isinstance(node, dict):
+                for name in names:
+                    if name in node:
+                        _flatten(node[name], found)
+        nodes = found
+        if not nodes:
+            break
+    return nodes
+
+
+def _coding_row(coding: dict, fallback_text: str | None) -> Values:
+    text = coding.get("display") if isinstance(coding.get("display"), str) else fallback_text
+    return (str(coding.get("system", ""))[:MAX_LEN], str(coding.get("code", ""))[:MAX_LEN], normalise(text) if text else None)
+
+
+def _token_rows(value: Any, out: list[Values]) -> None:
     if isinstance(value, bool):
-        yield {"system": "", "code": "true" if value else "false", "text": None}
+        out.append(("", "true" if value else "false", None))
     elif isinstance(value, str):
-        yield {"system": "", "code": value[:MAX_LEN], "text": None}
+        out.append(("", value[:MAX_LEN], None))
     elif isinstance(value, dict):
         if "coding" in value or ("text" in value and "value" not in value):
-            yield from _concept_rows(value)
+            _concept_rows(value, out)
         elif "value" in value:   # Identifier
             type_text = (value.get("type") or {}).get("text")
-            yield {"system": str(value.get("system", ""))[:MAX_LEN], "code": str(value["value"])[:MAX_LEN],
-                   "text": normalise(type_text) if isinstance(type_text, str) else None}
+            out.append((str(value.get("system", ""))[:MAX_LEN], str(value["value"])[:MAX_LEN],
+                        normalise(type_text) if isinstance(type_text, str) else None))
         elif "code" in value:    # Coding
-            yield _coding_row(value, None)
+            out.append(_coding_row(value, None))
 
 
-def _coding_row(coding: dict, fallback_text: str | None) -> dict:
-    text = coding.get("display") if isinstance(coding.get("display"), str) else fallback_text
-    return {"system": str(coding.get("system", ""))[:MAX_LEN], "code": str(coding.get("code", ""))[:MAX_LEN],
-            "text": normalise(text) if text else None}
-
-
-def _concept_rows(concept: dict) -> Iterator[dict]:
+def _concept_rows(concept: dict, out: list[Values]) -> None:
     text = concept.get("text") if isinstance(concept.get("text"), str) else None
-    codings = [c for c in concept.get("coding", []) if isinstance(c, dict)]
-    rows = [_coding_row(c, text) for c in codings]
-    yield from rows
+    rows = [_coding_row(c, text) for c in concept.get("coding", []) if isinstance(c, dict)]
+    out.extend(rows)
     # CodeableConcept.text that no display repeats gets its own row, so that :text finds it.
-    if text and all(r["text"] != normalise(text) for r in rows):
-        yield {"system": "", "code": "", "text": normalise(text)}
+    if text:
+        norm = normalise(text)
+        if all(r[2] != norm for r in rows):
+            out.append(("", "", norm))
 
 
 _NAME_PARTS = ("family", "given", "text", "prefix", "suffix")
 _ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
 
 
-def _string_rows(value: Any) -> Iterator[dict]:
+def _string_rows(value: Any, out: list[Values]) -> None:
     if isinstance(value, str):
         if value.strip():
-            yield {"value_norm": normalise(value), "value_exact": value[:MAX_LEN]}
+            out.append((normalise(value), value[:MAX_LEN]))
     elif isinstance(value, dict):
         parts = _NAME_PARTS if any(k in value for k in ("family", "given", "prefix", "suffix")) else _ADDRESS_PARTS
         for part in parts:
             item = value.get(part)
             for text in item if isinstance(item, list) else [item]:
                 if isinstance(text, str):
-                    yield from _string_rows(text)
+                    _string_rows(text, out)
 
 
-def _reference_rows(value: Any) -> Iterator[dict]:
+def _reference_rows(value: Any, out: list[Values]) -> None:
     ref = value.get("reference") if isinstance(value, dict) else value   # a canonical is a bare string
     if not isinstance(ref, str) or not ref or ref.startswith("#"):
         return
     m = _REF.match(ref) if not ref.startswith("urn:") else None
     if m is None:
-        yield {"target_type": None, "target_id": None, "target_url": ref[:MAX_LEN]}
+        out.append((None, None, ref[:MAX_LEN]))
     else:
-        yield {"target_type": m["type"], "target_id": m["id"], "target_url": ref[:MAX_LEN] if m["base"] else None}
+        out.append((m["type"], m["id"], ref[:MAX_LEN] if m["base"] else None))
 
 
-def _date_rows(value: Any) -> Iterator[dict]:
+_date_range = lru_cache(maxsize=4096)(date_range)  # the times of a record repeat (one visit's labs share one)
+
+
+def _date_rows(value: Any, out: list[Values]) -> None:
     if isinstance(value, str):
-        span = date_range(value)
+        span = _date_range(value)
         if span:
-            yield {"low": span[0], "high": span[1]}
+            out.append(span)
     elif isinstance(value, dict) and ("start" in value or "end" in value):   # Period
-        start = date_range(value["start"]) if isinstance(value.get("start"), str) else None
-        end = date_range(value["end"]) if isinstance(value.get("end"), str) else None
+        start = _date_range(value["start"]) if isinstance(value.get("start"), str) else None
+        end = _date_range(value["end"]) if isinstance(value.get("end"), str) else None
         if start or end:
-            yield {"low": start[0] if start else LOW, "high": end[1] if end else HIGH}
+            out.append((start[0] if start else LOW, end[1] if end else HIGH))
 
 
-def _uri_rows(value: Any) -> Iterator[dict]:
+def _uri_rows(value: Any, out: list[Values]) -> None:
     if isinstance(value, str) and value:
-        yield {"value": value[:MAX_LEN]}
+        out.append((value[:MAX_LEN],))
 
 
 _EXTRACT = {"token": _token_rows, "string": _string_rows, "reference": _reference_rows, "date": _date_rows,
             "uri": _uri_rows}
 
+@dataclass(frozen=True)
+class _TypePlan:
+    """Per type: the distinct (path, kind) pairs its parameters read (`paths`, each path as the keys of its steps),
+    the parameters (name, kind, target type, the slots of their paths in `paths`), and which paths and parameters
+    a resource's top-level keys can reach: a resource holds a few of its type's ~30 parameters' elements, so the
+    work starts from the resource's own keys."""
+    paths: tuple[tuple[tuple[tuple[str, ...], ...], str], ...]
+    params: tuple[tuple[str, str, str | None, tuple[int, ...]], ...]
+    by_key: dict[str, tuple[int, ...]]        # top-level key -> the slots of the paths that start there
+    always: tuple[int, ...]                   # paths that start at the resource itself
+    params_of: tuple[tuple[int, ...], ...]    # per slot: the parameters that read it
+
 
 @lru_cache(maxsize=512)
-def _plan(rtype: str) -> tuple[tuple[SearchParam, tuple[tuple[tuple[Step, ...], tuple[str, ...]], ...]], ...]:
-    """Per type: each indexed parameter with its paths, and per path the top-level keys of which one must be in
-    the resource for the path to find anything. A resource holds a few of its type's ~30 parameters' elements;
-    testing a key costs a dict lookup, walking a path that finds nothing costs generators (bench/ingest.py)."""
-    plan = []
+def _plan(rtype: str) -> _TypePlan:
+    """Parameters that share a path (subject and patient, code and combo-code) share its extraction: each
+    (path, kind) is walked at most once per resource."""
+    slots: dict[tuple[tuple[tuple[str, ...], ...], str], int] = {}
+    paths: list[tuple[tuple[tuple[str, ...], ...], str]] = []
+    params = []
     for param in indexed_params(rtype):
-        paths = []
+        used = []
         for steps in param.paths:
-            first = steps[0] if steps else None
-            if first is None:
-                keys: tuple[str, ...] = ()      # the resource itself
-            elif first.choice and len(steps) == 1:
-                keys = tuple(first.name + suffix for suffix in CHOICE_SUFFIXES[param.type])
-            else:
-                keys = (first.name,)
-            paths.append((steps, keys))
-        if paths:
-            plan.append((param, tuple(paths)))
-    return tuple(plan)
+            names = tuple(tuple(s.name + x for x in CHOICE_SUFFIXES[param.type]) if s.choice else (s.name,) for s in steps)
+            if (names, param.type) not in slots:
+                slots[(names, param.type)] = len(paths)
+                paths.append((names, param.type))
+            used.append(slots[(names, param.type)])
+        if used:
+            params.append((param.name, param.type, param.target_type, tuple(used)))
+    by_key: dict[str, list[int]] = {}
+    always = []
+    for slot, (names, _) in enumerate(paths):
+        if not names:
+            always.append(slot)
+        for key in names[0] if names else ():
+            by_key.setdefault(key, []).append(slot)
+    params_of = tuple(tuple(i for i, (_, _, _, used) in enumerate(params) if slot in used) for slot in range(len(paths)))
+    return _TypePlan(tuple(paths), tuple(params), {k: tuple(v) for k, v in by_key.items()}, tuple(always), params_of)
+
+
+def _extract(resource: dict) -> list[tuple[str, str, Values]]:
+    """(kind, parameter, value columns) of every indexed value of the resource, parameters in definition order,
+    each parameter's rows without repeats."""
+    plan = _plan(resource.get("resourceType", ""))
+    found: dict[int, list[Values]] = {}
+    reached: set[int] = set()
+    by_key = plan.by_key
+    for slot in [*plan.always, *(slot for key in resource if key in by_key for slot in by_key[key])]:
+        if slot in found:
+            continue
+        names, kind = plan.paths[slot]
+        rows: list[Values] = []
+        extract = _EXTRACT[kind]
+        for value in _values(resource, names):
+            extract(value, rows)
+        found[slot] = rows
+        if rows:
+            reached.update(plan.params_of[slot])
+    out: list[tuple[str, str, Values]] = []
+    for index in sorted(reached):
+        name, kind, target_type, used = plan.params[index]
+        seen: set[Values] = set()
+        for slot in used:
+            for row in found.get(slot, ()):
+                if target_type and row[0] != target_type:   # a reference row: (target_type, target_id, target_url)
+                    continue
+                if row not in seen:
+                    seen.add(row)
+                    out.append((kind, name, row))
+    return out
 
 
 def index_rows(resource: dict) -> list[tuple[str, dict]]:
     """(kind, row) for every indexed value of the resource; a row has `param` and the kind's value columns."""
-    out: list[tuple[str, dict]] = []
-    for param, paths in _plan(resource.get("resourceType", "")):
-        extract = _EXTRACT[param.type]
-        seen: set[tuple] | None = None
-        for steps, keys in paths:
-            if keys and not any(key in resource for key in keys):
-                continue
-            for value in _values(resource, steps, param.type):
-                for row in extract(value):
-                    if param.target_type and row.get("target_type") != param.target_type:
-                        continue
-                    key = tuple(row.values())
-                    if seen is None:
-                        seen = set()
-                    if key not in seen:
-                        seen.add(key)
-                        out.append((param.type, {"param": param.name, **row}))
-    return out
+    return [(kind, {"param": name, **dict(zip(VALUE_COLUMNS[kind], row))}) for kind, name, row in _extract(resource)]
 
 
 def write_index(conn: Connection, res_pk: int, resource: dict | None, patient_id: str | None) -> None:
@@ -241,16 +289,24 @@ def delete_index(conn: Connection, res_pks: list[int]) -> None:
 
 
 def collect_rows(res_pk: int, resource: dict, patient_id: str | None,
-                 into: dict[str, list[dict]] | None = None) -> dict[str, list[dict]]:
-    """The index rows of one resource by kind, added to `into`: a transaction inserts all its rows at once."""
-    by_kind: dict[str, list[dict]] = {} if into is None else into
+                 into: dict[str, list[tuple]] | None = None) -> dict[str, list[tuple]]:
+    """The index rows of one resource by kind, as tuples in table column order, added to `into`: a transaction
+    inserts all its rows at once, and tuples go to the driver as they are (no dict per row)."""
+    by_kind: dict[str, list[tuple]] = {} if into is None else into
     rtype = resource["resourceType"]
-    for kind, row in index_rows(resource):
-        by_kind.setdefault(kind, []).append({"res_pk": res_pk, "res_type": rtype, "patient_id": patient_id, **row})
+    for kind, name, row in _extract(resource):
+        rows = by_kind.get(kind)
+        if rows is None:
+            rows = by_kind[kind] = []
+        rows.append((res_pk, rtype, name, patient_id, *row))
     return by_kind
 
 
-def insert_index(conn: Connection, by_kind: dict[str, list[dict]]) -> None:
+def insert_index(conn: Connection, by_kind: dict[str, list[tuple]]) -> None:
     """One bulk INSERT per kind (store.row_writer)."""
     for kind, rows in by_kind.items():
-        row_writer.insert_rows(conn, INDEX_TABLES[kind], rows)
+        table = INDEX_TABLES[kind]
+        row_writer.insert_tuples(conn, table, _COLUMNS[kind], rows)
+
+
+_COLUMNS = {kind: ("res_pk", "res_type", "param", "patient_id", *VALUE_COLUMNS[kind]) for kind in VALUE_COLUMNS}

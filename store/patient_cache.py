@@ -1,7 +1,9 @@
 """Cached patient views ($everything pages, treatment-line summaries) in Redis, keyed by the compartment version.
 
 The version lives in the database (patient_state) and moves in every write's transaction, so a view cached
-under version n is unreachable once a later write commits: no stale read after an acknowledged write. Keys
+under version n is unreachable once a later write commits: no stale read after an acknowledged write. The
+cached read takes it from a lease-bounded Redis mirror when the mirror allows (store/version_mirror.py), else
+from the database. Keys
 are hash-tagged by patient (`cache:{pid}:...`) so that Redis Cluster keeps a patient's views on one slot.
 Redis is a cache only: when it is down or full, views are built and served uncached.
 """
@@ -12,6 +14,8 @@ import logging
 from collections.abc import Callable
 
 import redis
+
+from store.version_mirror import Read, VersionMirror
 
 TTL_SECONDS = 3600
 MAX_VARIANTS_PER_PATIENT = 16  # distinct cached views of one patient at one version (query variants)
@@ -58,6 +62,55 @@ def get_after(client: redis.Redis | None, pid: str, version: int, variant: str,
     except redis.RedisError:
         return None, None
     return results[count], results[:count]
+
+
+def lookup(client: redis.Redis | None, mirror: VersionMirror | None, pid: str, guess: int | None, variant: str,
+           before: Callable[[redis.client.Pipeline], int]) -> tuple[Read | None, bytes | None, list | None]:
+    """A cached read's one round trip: the commands before(pipe) queues (it returns how many), the version
+    mirror's read (store/version_mirror.py) and the cached bytes under the version guessed (None: no GET).
+    (the mirror's answer or None, the bytes under the guess or None, the results of before's commands or None
+    when Redis failed them)."""
+    if client is None:
+        return None, None, None
+    try:
+        pipe = client.pipeline(transaction=False)
+        count = before(pipe)
+        if mirror is not None:
+            mirror.queue_read(pipe, pid)
+        if guess is not None:
+            pipe.get(key(pid, guess, variant))
+        results = pipe.execute(raise_on_error=False)
+    except redis.RedisError:
+        return None, None, None
+    counted = results[:count]
+    rest = results[count:]
+    read = mirror.read_result(rest.pop(0)) if mirror is not None else None
+    body = rest[0] if rest and isinstance(rest[0], bytes | str) else None
+    return (read, body.encode() if isinstance(body, str) else body,
+            None if any(isinstance(r, Exception) for r in counted) else counted)
+
+
+def fill_and_get(client: redis.Redis | None, mirror: VersionMirror | None, read: Read | None, pid: str, version: int,
+                 variant: str | None) -> bytes | None:
+    """After a SQL read of a live patient's version: offer it to the mirror (when read says a fill may be
+    taken) and, when variant is given, GET the cached bytes under it, in one round trip."""
+    fill = mirror is not None and read is not None and read.fillable
+    if client is None or (not fill and variant is None):
+        return None
+    try:
+        pipe = client.pipeline(transaction=False)
+        if fill:
+            assert mirror is not None and read is not None
+            mirror.queue_fill(pipe, pid, version, read)
+        if variant is not None:
+            pipe.get(key(pid, version, variant))
+        results = pipe.execute(raise_on_error=False)
+    except redis.RedisError:
+        return None
+    body = results[-1] if variant is not None else None
+    if not isinstance(body, bytes | str):
+        return None
+    return body.encode() if isinstance(body, str) else body
 
 
 def put(client: redis.Redis | None, pid: str, version: int, variant: str, body: bytes) -> bool:

@@ -19,7 +19,14 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     """INSERT rows (dicts with the same keys) into table, in the caller's transaction."""
     if not rows:
         return
-    columns = [c.name for c in table.c if c.name in rows[0]]
+    columns = tuple(c.name for c in table.c if c.name in rows[0])
+    insert_tuples(conn, table, columns, [tuple(row[c] for c in columns) for row in rows])
+
+
+def insert_tuples(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """INSERT rows given as tuples of `columns`' values, in the caller's transaction (no dict per row)."""
+    if not rows:
+        return
     if conn.dialect.name == "sqlite":
         _sqlite_insert(conn, table, columns, rows)
         return
@@ -27,7 +34,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
         stmt = _INSERTS.get(table.name)
         if stmt is None:
             stmt = _INSERTS[table.name] = insert(table)
-        conn.execute(stmt, rows)
+        conn.execute(stmt, [dict(zip(columns, row)) for row in rows])
         return
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     raw = conn.connection.driver_connection
@@ -37,7 +44,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     try:
         with raw.cursor() as cursor, cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
@@ -48,7 +55,7 @@ def next_pks(conn: Connection, table: Table, count: int) -> list[int]:
     return [pk for (pk,) in conn.execute(sql, {"n": count})]
 
 
-def _sqlite_insert(conn: Connection, table: Table, columns: list[str], rows: list[dict]) -> None:
+def _sqlite_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """sqlite3's executemany with tuples: SQLAlchemy's executemany spent more on each row's parameters
     (construct_params) than SQLite on inserting it."""
     import sqlite3
@@ -57,6 +64,6 @@ def _sqlite_insert(conn: Connection, table: Table, columns: list[str], rows: lis
     raw = conn.connection.driver_connection
     assert raw is not None
     try:
-        raw.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+        raw.executemany(sql, rows)
     except sqlite3.Error as exc:
         raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc

@@ -11,17 +11,18 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import cast
 
+import orjson
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
+    Select,
     and_,
     bindparam,
-    insert,
     or_,
     select,
     update,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from mappings.errors import InputError, Issue
 from mappings.fhir_vocabulary import content, instant, now_ms
 from mappings.references import parse_reference
-from store import conditional, db, indexing, row_writer
+from store import audit_log, conditional, db, indexing, row_writer
 from store.bundle_plan import PROCESSING_ORDER, PlannedEntry
 from store.references import Reference, iter_references, patient_of, replace_references, rewrite_references
 from store.schema import patient_state, resource_versions, resources
@@ -62,7 +63,18 @@ class TransactionFailed(Exception):
 
 
 def dumps(resource: dict) -> str:
-    return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    """The stored JSON text of a resource: compact, UTF-8 (non-ASCII not escaped). orjson writes the same text as
+    json.dumps(ensure_ascii=False, separators=(",", ":")) 10x faster (bench/ingest.py); json.dumps remains for
+    what orjson cannot write as json.dumps would: integers beyond 64 bits, lone surrogates (orjson raises) and
+    NaN or infinities (orjson writes null): a text with null in it is written again by json.dumps (null is rare
+    in a stored body: the planner refuses it outside arrays)."""
+    try:
+        text = orjson.dumps(resource)
+    except TypeError:
+        return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    if b"null" in text:
+        return json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    return text.decode()
 
 
 def conditional_id(rtype: str, token: str) -> str:
@@ -71,17 +83,41 @@ def conditional_id(rtype: str, token: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{rtype}|{token}"))
 
 
+# Given the outcomes of a write about to commit, the AuditEvent that records it (None: none to record here).
+WriteAudit = Callable[[list[EntryOutcome]], dict | None]
+
+
 def apply_entries(engine: Engine, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None,
-                  policy: str = STRICT) -> list[EntryOutcome]:
-    """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or InputError."""
+                  policy: str = STRICT, audit: WriteAudit | None = None) -> list[EntryOutcome]:
+    """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or InputError.
+    audit: the write's AuditEvent is appended in the same transaction (see _audited)."""
     if not planned:
         return []
-    return db.write(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy).run(planned))
+    return _audited(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy).run(planned), audit)
 
 
-def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRICT) -> list[EntryOutcome]:
+def _audited(engine: Engine, work: Callable[[Connection], list[EntryOutcome]], audit: WriteAudit | None) -> list[EntryOutcome]:
+    """db.write(work), the event audit(outcomes) inserted before the commit: one commit (one fsync on SQLite)
+    for the write and its audit row instead of two, and the row is exactly as durable as the write, never
+    recorded for a write that rolled back. This process's queued read events are written first (their order)."""
+    if audit is None:
+        return db.write(engine, work)
+    audit_log.before_write_event(engine)
+
+    def work_and_event(conn: Connection) -> list[EntryOutcome]:
+        outcomes = work(conn)
+        event = audit(outcomes)
+        if event is not None:
+            audit_log.record_in(conn, event)
+        return outcomes
+
+    return db.write(engine, work_and_event)
+
+
+def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRICT,
+                audit: WriteAudit | None = None) -> list[EntryOutcome]:
     """Batch semantics: each entry on its own (a savepoint each), all committed together; one failing entry
-    fails alone with its outcome, the others are applied."""
+    fails alone with its outcome, the others are applied. audit: as for apply_entries."""
     def work(conn: Connection) -> list[EntryOutcome]:
         known: dict[str, str] = {}
         # Shared by the entries: an answer is forgotten when an entry's write could change it, and one found
@@ -104,7 +140,7 @@ def apply_batch(engine: Engine, planned: list[PlannedEntry], policy: str = STRIC
             outcomes.append(outcome)
         return outcomes
 
-    return db.write(engine, work)
+    return _audited(engine, work, audit)
 
 
 STATUS_TEXT = {400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found", 409: "409 Conflict",
@@ -124,6 +160,7 @@ class Transaction:
                  references: conditional.References | None = None):
         self.conn, self.urls, self.policy = conn, urls, policy
         self.stamp = now_ms()
+        self.stamp_text = instant(self.stamp)   # every version of the transaction has this lastUpdated
         self.issues: list[Issue] = []
         self.status = 400
         # Deferred to _flush(): new resource rows (with their version row and resource, pk still unknown),
@@ -132,7 +169,7 @@ class Transaction:
         self.updates: list[dict] = []
         self.versions: list[dict] = []
         self.reindexed: list[int] = []
-        self.index_rows: dict[str, list[dict]] = {}
+        self.index_rows: dict[str, list[tuple]] = {}
         self.touched: set[str] = set()
         self.held: dict[tuple[str, str], bool] = {}       # reference targets looked up: live here or not
         self.references = references if references is not None else conditional.References()
@@ -175,14 +212,16 @@ class Transaction:
         if self.inserts:
             rows = [row for row, _, _, _ in self.inserts]
             if db.is_sqlite(self.conn):
-                returned = self.conn.execute(_INSERT_RESOURCE, rows)
-                pks = {(t, i): pk for pk, t, i in returned}
-                for row in rows:
-                    row["pk"] = pks[(row["res_type"], row["res_id"])]
+                # The pks SQLite itself would give (max + 1, the table has no AUTOINCREMENT and its rows are never
+                # deleted), known before the insert: it goes through sqlite3's executemany, not SQLAlchemy's
+                # INSERT ... RETURNING. Safe: this transaction holds the database's write lock (BEGIN IMMEDIATE).
+                top = self.conn.exec_driver_sql("SELECT coalesce(max(pk), 0) FROM resources").scalar_one()
+                pks: Iterable[int] = range(top + 1, top + 1 + len(rows))
             else:
-                for row, pk in zip(rows, row_writer.next_pks(self.conn, resources, len(rows))):
-                    row["pk"] = pk
-                row_writer.insert_rows(self.conn, resources, rows)
+                pks = row_writer.next_pks(self.conn, resources, len(rows))
+            for row, pk in zip(rows, pks):
+                row["pk"] = pk
+            row_writer.insert_rows(self.conn, resources, rows)
             for row, version, resource, patient in self.inserts:
                 version["res_pk"] = row["pk"]
                 indexing.collect_rows(row["pk"], resource, patient, self.index_rows)
@@ -281,10 +320,8 @@ class Transaction:
         wanted = sorted({(t, i) for t, i in keys if i})
         if not wanted:
             return {}
-        query = select(resources).where(_keys_where(wanted))
-        if not db.is_sqlite(self.conn):
-            query = query.order_by(resources.c.pk).with_for_update()
-        return {(r.res_type, r.res_id): r._asdict() for r in self.conn.execute(query)}
+        query, params = _keys_query(wanted, "rows" if db.is_sqlite(self.conn) else "locked rows")
+        return {(r.res_type, r.res_id): r._asdict() for r in self.conn.execute(query, params)}
 
     # -- references ------------------------------------------------------------------------------------------
     def _collect_references(self, planned: list[PlannedEntry], produced: set[str]) -> dict[int, list[Reference]]:
@@ -313,8 +350,7 @@ class Transaction:
         wanted = sorted(targets - set(self.held))
         for i in range(0, len(wanted), conditional.CHUNK):
             chunk = wanted[i:i + conditional.CHUNK]
-            live = {(r.res_type, r.res_id) for r in self.conn.execute(
-                select(resources.c.res_type, resources.c.res_id).where(_keys_where(chunk), resources.c.deleted.is_(False)))}
+            live = {(r.res_type, r.res_id) for r in self.conn.execute(*_keys_query(chunk, "live keys"))}
             self.held.update({key: key in live for key in chunk})
 
     def _resolve_conditional_references(self, refs: list[tuple[str, str]], path: str) -> dict[str, str]:
@@ -441,7 +477,7 @@ class Transaction:
 
     def _put(self, p: PlannedEntry, rid: str, row: dict | None, resource: dict, warnings: list[Issue]) -> EntryOutcome:
         version = row["version"] + 1 if row else 1
-        stamp = instant(self.stamp)
+        stamp = self.stamp_text
         meta = {k: v for k, v in resource.get("meta", {}).items() if k not in ("versionId", "lastUpdated")}
         resource = {"resourceType": p.rtype, "id": rid, "meta": {**meta, "versionId": str(version), "lastUpdated": stamp},
                     **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
@@ -479,7 +515,11 @@ class Transaction:
 
     def _bump(self, patients: set[str]) -> None:
         """The compartments' write counters move in the write's transaction: cached views of them are then
-        unreachable. One executemany upsert for all of them."""
+        unreachable. One executemany upsert for all of them. Before it, the Redis version mirror marks them
+        (store/version_mirror.py: one round trip; its fences are set when store.db.write ends the transaction)."""
+        from store import version_mirror  # here, not at the top: this edit stays clear of the module's imports
+
+        version_mirror.mark_writers(self.conn, patients)
         db.upsert(self.conn, patient_state, [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)],
                   ["patient_id"], changes=lambda new: {"version": patient_state.c.version + 1, "changed_at": new.changed_at})
 
@@ -499,19 +539,33 @@ class Transaction:
         return None
 
 
-_INSERT_RESOURCE = insert(resources).returning(resources.c.pk, resources.c.res_type, resources.c.res_id)
 _UPDATE_RESOURCE = update(resources).where(resources.c.pk == bindparam("b_pk")).values(
     version=bindparam("b_version"), deleted=bindparam("b_deleted"), last_updated=bindparam("b_last_updated"),
     patient_id=bindparam("b_patient_id"), body=bindparam("b_body"))
 
 
-def _keys_where(keys: list[tuple[str, str]]) -> ColumnElement[bool]:
-    """Rows of these (type, id) keys, as `type = T AND id IN (...)` per type: SQLite answers a row-value
-    `(type, id) IN (VALUES ...)` by scanning the whole table, this by the unique index."""
+def _keys_query(keys: list[tuple[str, str]], shape: str) -> tuple[Select, dict]:
+    """The query of the resources with these (type, id) keys, and its parameters. `type = T AND id IN (...)` per
+    type: SQLite answers a row-value `(type, id) IN (VALUES ...)` by scanning the whole table, this by the unique
+    index. The statement is built once per shape and number of types, its types and ids bound: building it per
+    call (and its cache key) cost ~0.5 ms, more than running it (bench/ingest.py)."""
     by_type: dict[str, list[str]] = {}
     for rtype, rid in keys:
         by_type.setdefault(rtype, []).append(rid)
-    return or_(*(and_(resources.c.res_type == rtype, resources.c.res_id.in_(ids)) for rtype, ids in sorted(by_type.items())))
+    params: dict = {}
+    for k, (rtype, ids) in enumerate(sorted(by_type.items())):
+        params[f"t{k}"], params[f"i{k}"] = rtype, ids
+    return _keys_statement(shape, len(by_type)), params
+
+
+@lru_cache(maxsize=None)
+def _keys_statement(shape: str, types: int) -> Select:
+    where = or_(*(and_(resources.c.res_type == bindparam(f"t{k}"), conditional.in_bound(resources.c.res_id, f"i{k}"))
+                  for k in range(types)))
+    if shape == "live keys":
+        return select(resources.c.res_type, resources.c.res_id).where(where, resources.c.deleted.is_(False))
+    query = select(resources).where(where)
+    return query.order_by(resources.c.pk).with_for_update() if shape == "locked rows" else query
 
 
 def _literal_target(ref: str) -> tuple[str, str] | None:

@@ -12,6 +12,7 @@ import threading
 import redis
 from rq import Worker
 
+from store import version_mirror
 from workers import defaults, sweep
 # Imported before the worker forks its work horses: otherwise every job re-imports the job modules (and
 # fhir.resources behind them) in its fresh child, ~200 ms of CPU per job (measured in bench/sync.py).
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     # the migration check (about a second) before it takes its lease, and the sweep could count it abandoned.
     store()
     client = redis.Redis.from_url(args.url)
+    # The jobs' writes mark and fence the patients' versions mirrored in Redis (store/version_mirror.py), as
+    # the gateway's do: without it a gateway could serve a version older than a write acknowledged here.
+    version_mirror.attach(store(), client, version_mirror.lease_from_env(store()))
     requeued = sweep.requeue_abandoned(client)
     if requeued:
         log.info("re-enqueued %d abandoned job(s) at start: %s", len(requeued), ", ".join(requeued))
