@@ -40,6 +40,8 @@ resource); codes as before: structure, and required / code-invalid for a missing
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import datetime as dt
 import re
 from functools import lru_cache
@@ -145,23 +147,20 @@ def _may_have_gaps(resource: dict) -> bool:
         if type(node) is dict:
             if node is not resource and "resourceType" in node:
                 return True
-            for key, value in node.items():
-                if key[:1] == "_":
-                    return True
-                kind = type(value)
-                if kind is str:
-                    if value[:1] in DIGITS and _no_such_day(value):
-                        return True
-                elif kind is dict or kind is list:
-                    stack.append(value)
+            if any(key[:1] == "_" for key in node):
+                return True
+            values: Iterable[Any] = node.values()
         elif type(node) is list:
-            for value in node:
-                kind = type(value)
-                if kind is str:
-                    if value[:1] in DIGITS and _no_such_day(value):
-                        return True
-                elif kind is dict or kind is list:
-                    stack.append(value)
+            values = node
+        else:
+            continue
+        for value in values:  # an object's values and an array's items are walked alike
+            kind = type(value)
+            if kind is str:
+                if value[:1] in DIGITS and _no_such_day(value):
+                    return True
+            elif kind is dict or kind is list:
+                stack.append(value)
     return False
 
 
