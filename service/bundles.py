@@ -45,7 +45,7 @@ def process_bundle(bundle: object) -> Response:
 
 
 def _response_bundle(btype: str, outcomes: list[EntryOutcome]) -> dict:
-    minimal = fhir_http.prefer().get("return") == "minimal"
+    wanted = fhir_http.prefer().get("return")  # once per request: it was parsed again for every entry
     entries = []
     for outcome in outcomes:
         response: dict = {"status": outcome.status}
@@ -59,7 +59,7 @@ def _response_bundle(btype: str, outcomes: list[EntryOutcome]) -> dict:
             entry["fullUrl"] = outcome.location.split("/_history")[0]
         if outcome.body is not None:
             entry["resource"] = outcome.body
-        elif outcome.resource is not None and not minimal and fhir_http.prefer().get("return") == "representation":
+        elif outcome.resource is not None and wanted == "representation":
             entry["resource"] = outcome.resource
         entries.append(entry)
     return {"resourceType": "Bundle", "type": btype, "entry": entries}

@@ -7,7 +7,7 @@ import email.utils
 from functools import lru_cache
 
 from flask import Response, request
-from flask.globals import request_ctx
+from flask.globals import _cv_request
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
@@ -29,7 +29,7 @@ def _admits_json(accept: str) -> bool:
 
 def check_format() -> None:
     """Only JSON is served: `_format=xml` or an Accept that admits no JSON is 406 (http.html#mime-type)."""
-    req = request_ctx.request  # one context lookup for the whole check
+    req = _cv_request.get().request  # one context lookup for the whole check
     fmt = req.args.get("_format") if req.query_string else None  # no query string: no _format (and no parsing)
     if fmt and fmt not in JSON_FORMATS:
         raise InputError([Issue("?_format", f"_format {fmt!r} is not served; this server speaks application/fhir+json", "not-supported")], 406)

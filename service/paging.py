@@ -5,7 +5,7 @@ import re
 from urllib.parse import urlencode
 
 from flask import current_app, request
-from flask.globals import request_ctx
+from flask.globals import _cv_request
 
 from mappings.errors import InputError, Issue
 
@@ -33,7 +33,8 @@ def base_url() -> str:
     Bundles would carry a forged host to every later reader): GATEWAY_BASE_URL; else, with
     GATEWAY_TRUST_PROXY_HEADERS=1, X-Forwarded-Proto and X-Forwarded-Host; else the Host header only when it
     names the loopback interface (development); else http://GATEWAY_HOST:GATEWAY_PORT."""
-    config = current_app.config
+    ctx = _cv_request.get()  # one context lookup for the request and the app (each proxy use is one)
+    config = ctx.app.config
     if config.get("BASE_URL"):
         return str(config["BASE_URL"]).rstrip("/")
     if config.get("TRUST_PROXY_HEADERS"):
@@ -41,7 +42,7 @@ def base_url() -> str:
         host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
         if proto in ("http", "https") and HOST.fullmatch(host):
             return f"{proto}://{host}{request.script_root}"
-    req = request_ctx.request
+    req = ctx.request
     if req.trusted_hosts is not None:  # Flask's TRUSTED_HOSTS: the host is checked for each request
         return _base_from_host()
     # What follows depends on these alone, and working it out (host validation, URL quoting) cost a cached read as

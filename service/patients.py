@@ -5,6 +5,7 @@ import json
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Blueprint, Response, current_app, g, request
+from flask.globals import _cv_app, _cv_request
 
 from mappings.errors import InputError, Issue
 from registry.procedure_history import procedure_history, public, to_csv
@@ -79,18 +80,36 @@ def _everything_body(pid: str, q: dict, version: int) -> bytes:
 _last_version: dict[str, int] = {}
 
 
+# The parameters of a query string, checked and normalised, with the cache variant they select (for one base
+# URL): a pure function of the query text, so each text is worked out once (a bounded few; a query that fails the
+# checks is never remembered and fails again each time). Most reads send none at all.
+_MAX_QUERIES = 1024
+_queries: dict[tuple[str, bytes], tuple[dict[str, object], str]] = {}
+
+
+def _query(base: str, query: bytes, pairs: list[tuple[str, str]] | None) -> tuple[dict[str, object], str]:
+    """(the normalised parameters, their cache variant) for this base URL and query; pairs: a POST body's."""
+    known = _queries.get((base, query)) if pairs is None else None
+    if known is not None:
+        return known
+    q = _everything_params(parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True) + (pairs or []))
+    found = q, patient_cache.variant_key("everything", base, json.dumps(q, sort_keys=True))
+    if pairs is None:
+        if len(_queries) >= _MAX_QUERIES:
+            _queries.clear()
+        _queries[base, query] = found
+    return found
+
+
 @bp.get("/Patient/<pid>/$everything")
 @bp.post("/Patient/<pid>/$everything")
 @rate_limit.deferred  # a cached read is one Redis round trip: the rate count goes in the cache lookup's pipeline
 def everything(pid: str) -> Response:
+    req, app_g, app = _cv_request.get().request, _cv_app.get().g, _cv_app.get().app  # each proxy use is a lookup
     fhir_http.check_format()
-    pairs = parse_qsl(request.query_string.decode("utf-8", "replace"), keep_blank_values=True)
-    if request.method == "POST":
-        pairs += _parameters_body()
-    q = _everything_params(pairs)
-    engine, client = _engine(), _redis()
+    q, variant = _query(base_url(), req.query_string, _parameters_body() if req.method == "POST" else None)
+    engine, client = app.extensions["store"], app.extensions.get("redis")
     mirror = version_mirror.for_engine(engine)
-    variant = patient_cache.variant_key("everything", base_url(), json.dumps(q, sort_keys=True))
     guess = _last_version.get(pid)
     checks: list = []
 
@@ -122,9 +141,10 @@ def everything(pid: str) -> Response:
         if len(_last_version) > 100_000:
             _last_version.clear()
         _last_version[pid] = version
-    g.audit_patients = set(g.get("audit_patients", set())) | {pid}
+    app_g.audit_patients = {*app_g.get("audit_patients", ()), pid}
     tag = patient_cache.etag(pid, version, variant)
-    if request.if_none_match and tag in [t.strip() for t in request.headers["If-None-Match"].split(",")]:
+    given = req.environ.get("HTTP_IF_NONE_MATCH")  # request.headers.get("If-None-Match"), without parsing it
+    if given and req.if_none_match and tag in [t.strip() for t in given.split(",")]:
         return Response(status=304, headers={"ETag": tag})
     if fetch_after_check:
         body = patient_cache.get(client, pid, version, variant)

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app
+from flask.ctx import _AppCtxGlobals
+from flask.globals import _cv_app, _cv_request
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -29,16 +31,30 @@ log = logging.getLogger("gateway.rate_limit")
 FAILURES = "auth-failures"  # namespace of the failed-authentication counters
 
 
-def client_address() -> str:
+def client_address(req: Request | None = None) -> str:
     """The caller's address: the peer, or with GATEWAY_TRUST_PROXY_HEADERS=1 the last X-Forwarded-For entry
-    (the one our own proxy appended; entries before it are the client's to forge)."""
-    forwarded = request.headers.get("X-Forwarded-For") if current_app.config.get("TRUST_PROXY_HEADERS") else None
+    (the one our own proxy appended; entries before it are the client's to forge). Worked out once per request
+    (the failure check, the rate key and the audit event all ask) and kept in the WSGI environ."""
+    ctx = _cv_request.get()
+    req = req or ctx.request
+    environ = req.environ
+    found = environ.get(_ADDRESS)
+    if found is None:
+        found = environ[_ADDRESS] = _address(req, ctx.app.config.get("TRUST_PROXY_HEADERS"))
+    return found
+
+
+_ADDRESS = "gateway.client_address"  # the environ key client_address() keeps its answer under
+
+
+def _address(req: Request, trust_proxy: object) -> str:
+    forwarded = req.environ.get("HTTP_X_FORWARDED_FOR") if trust_proxy else None  # request.headers.get(...)
     if forwarded and forwarded.split(",")[-1].strip():
         return forwarded.split(",")[-1].strip()
-    return request.remote_addr or "unknown"
+    return req.remote_addr or "unknown"
 
 
-def _client_key() -> str:
+def _client_key(g: _AppCtxGlobals) -> str:
     principal = g.get("principal")
     return f"client:{principal.client}" if principal else f"addr:{client_address()}"
 
@@ -55,9 +71,13 @@ _local_failures: dict[str, float] = {}
 
 def auth_failures_exceeded() -> bool:
     """True when this address has used up its failed authentications for the current window."""
-    limiter, item = _failure_limit()
+    if not _local_failures:
+        return False  # no address failed here (the usual case): nothing to look up
     seen = _local_failures.get(client_address())
-    if seen is None or time.monotonic() - seen > item.get_expiry():
+    if seen is None:
+        return False
+    limiter, item = _failure_limit()
+    if time.monotonic() - seen > item.get_expiry():
         return False
     try:
         return not limiter.test(item, FAILURES, client_address())
@@ -95,12 +115,12 @@ class ClientLimit:
         self.client, self.amount, self.seconds = client, item.amount, item.get_expiry()
         self.spec, self.enabled = spec, True
 
-    def queue(self, pipe) -> Callable[[list], None]:
+    def queue(self, pipe, g: _AppCtxGlobals) -> Callable[[list], None]:
         """Add this request's count to pipe; the returned check takes pipe.execute()'s results (these two
         first) and raises TooManyRequests when the client is over its limit."""
         now = time.time()
         window = int(now // self.seconds)
-        key = f"ratelimit:{{{_client_key()}}}:{window}"
+        key = f"ratelimit:{{{_client_key(g)}}}:{window}"
         pipe.incr(key)
         pipe.expire(key, self.seconds + 1)
         retry_after = max(1, int((window + 1) * self.seconds - now + 0.999))
@@ -111,11 +131,11 @@ class ClientLimit:
                                       retry_after=retry_after)
         return check
 
-    def hit(self) -> None:
+    def hit(self, g: _AppCtxGlobals) -> None:
         """Count this request now (one round trip); TooManyRequests when over the limit."""
         try:
             pipe = self.client.pipeline(transaction=False)
-            check = self.queue(pipe)
+            check = self.queue(pipe, g)
             results = pipe.execute()
         except redis.RedisError:
             log.warning("rate-limit counter unavailable")
@@ -145,18 +165,20 @@ def deferred(view: V) -> V:
     return counted  # type: ignore[return-value]
 
 
-def _limit() -> ClientLimit | None:
-    limit = current_app.extensions.get("rate_limit")
+def _limit(app: Flask) -> ClientLimit | None:
+    limit = app.extensions.get("rate_limit")
     return limit if limit is not None and limit.enabled else None
 
 
 def queue_hit(pipe) -> tuple[int, Callable[[list | None], None]]:
     """In a @deferred view: this request's count, added at the head of the view's pipeline. (how many results
     of pipe.execute() are the count's, a check to call with those results, or None when the pipeline failed)."""
-    limit = _limit() if g.pop("rate_limit_pending", False) else None
+    app_ctx = _cv_app.get()
+    g = app_ctx.g
+    limit = _limit(app_ctx.app) if g.pop("rate_limit_pending", False) else None
     if limit is None:
         return 0, lambda results: None
-    check = limit.queue(pipe)
+    check = limit.queue(pipe, g)
 
     def checked(results: list | None) -> None:
         if results is None:
@@ -168,11 +190,15 @@ def queue_hit(pipe) -> tuple[int, Callable[[list | None], None]]:
 
 def take_pending() -> None:
     """Count a @deferred view's request now, unless it has been counted already."""
-    if g.pop("rate_limit_pending", False) and (limit := _limit()) is not None:
-        limit.hit()
+    app_ctx = _cv_app.get()
+    g = app_ctx.g
+    if g.pop("rate_limit_pending", False) and (limit := _limit(app_ctx.app)) is not None:
+        limit.hit(g)
 
 
-def install(app: Flask) -> ClientLimit:
+def install(app: Flask) -> Callable[[Request, _AppCtxGlobals], None]:
+    """Sets up both limits; returns the step that counts each authenticated request (before its handler, once
+    g.principal is known: service/__init__.py), raising TooManyRequests for a client over its limit."""
     storage = app.extensions.get("redis_url") or "memory://"
     app.extensions["auth_failure_limit"] = (FixedWindowRateLimiter(storage_from_string(storage)),
                                             parse(app.config["AUTH_FAILURE_LIMIT"]))
@@ -180,15 +206,15 @@ def install(app: Flask) -> ClientLimit:
     # a 429 carries Retry-After, set by the error handler from TooManyRequests.retry_after.
     limit = ClientLimit(app.extensions["redis"], app.config["RATE_LIMIT"])
     app.extensions["rate_limit"] = limit
+    views = app.view_functions
 
-    @app.before_request
-    def count_request() -> None:
+    def count_request(request: Request, g: _AppCtxGlobals) -> None:
         if not limit.enabled or scopes.is_public(request.path):
             return
-        view = app.view_functions.get(request.endpoint or "")
+        view = views.get(request.endpoint or "")
         if getattr(view, "rate_limit_deferred", False):
             g.rate_limit_pending = True
             return
-        limit.hit()
+        limit.hit(g)
 
-    return limit
+    return count_request

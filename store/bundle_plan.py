@@ -107,22 +107,31 @@ def _scan(resource: object, path: str, refs: list[Reference]) -> list[Issue]:
     for what is found: formatting one per element cost more than the walk."""
     issues: list[Issue] = []
 
-    def walk(node: object, trail: tuple) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if value is None:
-                    issues.append(Issue(_spell(path, (trail, key)), "null is not allowed in FHIR JSON: leave the element out", "structure"))
-                elif key == "reference" and isinstance(value, str):
-                    keys = _keys(trail)
-                    refs.append(Reference(_spell(path, (trail, key)), value, keys))
-                elif isinstance(value, (dict, list)):
-                    walk(value, (trail, key))
-        elif isinstance(node, list):
-            for i, value in enumerate(node):
-                if isinstance(value, (dict, list)):
-                    walk(value, (trail, i))
+    # A walker for objects and one for arrays: each value's type is tested once (one walker for both tested it again
+    # on entry).
+    def walk_object(node: dict, trail: tuple) -> None:
+        for key, value in node.items():
+            if value is None:
+                issues.append(Issue(_spell(path, (trail, key)), "null is not allowed in FHIR JSON: leave the element out", "structure"))
+            elif key == "reference" and isinstance(value, str):
+                keys = _keys(trail)
+                refs.append(Reference(_spell_keys(path, keys) + ".reference", value, keys))
+            elif isinstance(value, dict):
+                walk_object(value, (trail, key))
+            elif isinstance(value, list):
+                walk_array(value, (trail, key))
 
-    walk(resource, ())
+    def walk_array(node: list, trail: tuple) -> None:
+        for i, value in enumerate(node):
+            if isinstance(value, dict):
+                walk_object(value, (trail, i))
+            elif isinstance(value, list):
+                walk_array(value, (trail, i))
+
+    if isinstance(resource, dict):
+        walk_object(resource, ())
+    elif isinstance(resource, list):
+        walk_array(resource, ())
     return issues
 
 
@@ -136,7 +145,11 @@ def _keys(trail: tuple) -> tuple[str | int, ...]:
 
 
 def _spell(path: str, trail: tuple) -> str:
-    return path + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in _keys(trail))
+    return _spell_keys(path, _keys(trail))
+
+
+def _spell_keys(path: str, keys: tuple[str | int, ...]) -> str:
+    return path + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys)
 
 
 def _collection_method(resource: object) -> str:

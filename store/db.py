@@ -125,11 +125,19 @@ def upsert(conn: Connection, table: Table, rows: list[dict], keys: list[str],
     false keeps the old row."""
     if not rows:
         return
+    conn.execute(upsert_statement(conn, table, keys, list(rows[0]), only_if, changes), rows)
+
+
+def upsert_statement(conn: Connection, table: Table, keys: list[str], columns: list[str],
+                     only_if: Callable[[Any], ColumnElement[bool]] | None = None,
+                     changes: Callable[[Any], dict] | None = None) -> Any:
+    """upsert()'s statement for rows with these columns, for a caller on a hot path to build once per dialect and
+    run many times: building it (and its cache key) costs ~0.2 ms, about twice running it on PostgreSQL."""
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table)
-    assigned = changes(stmt.excluded) if changes else {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    assigned = changes(stmt.excluded) if changes else {c: stmt.excluded[c] for c in columns if c not in keys}
     where = only_if(stmt.excluded) if only_if else None
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=assigned, where=where), rows)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=assigned, where=where)
 
 
 def _lock_key(name: str) -> int:

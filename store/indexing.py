@@ -198,23 +198,31 @@ _EXTRACT = {"token": _token_rows, "string": _string_rows, "reference": _referenc
 @dataclass(frozen=True)
 class _TypePlan:
     """Per type: the distinct (path, kind) pairs its parameters read (`paths`, each path as the keys of its steps),
-    the parameters (name, kind, target type, the slots of their paths in `paths`), and which paths and parameters
-    a resource's top-level keys can reach: a resource holds a few of its type's ~30 parameters' elements, so the
-    work starts from the resource's own keys."""
+    the parameters that store rows (name, kind, target type, the slots in `paths` they store rows from), and which
+    paths and parameters a resource's top-level keys can reach: a resource holds a few of its type's ~30
+    parameters' elements, so the work starts from the resource's own keys. `stored_as`: per parameter, the
+    parameters under whose name its rows are stored and the target type they must have (see _plan)."""
     paths: tuple[tuple[tuple[tuple[str, ...], ...], str], ...]
     params: tuple[tuple[str, str, str | None, tuple[int, ...]], ...]
     by_key: dict[str, tuple[int, ...]]        # top-level key -> the slots of the paths that start there
     always: tuple[int, ...]                   # paths that start at the resource itself
-    params_of: tuple[tuple[int, ...], ...]    # per slot: the parameters that read it
+    params_of: tuple[tuple[int, ...], ...]    # per slot: the parameters that store its rows
+    stored_as: dict[str, tuple[tuple[str, ...], str | None]]
 
 
 @lru_cache(maxsize=512)
 def _plan(rtype: str) -> _TypePlan:
     """Parameters that share a path (subject and patient, code and combo-code) share its extraction: each
-    (path, kind) is walked at most once per resource."""
+    (path, kind) is walked at most once per resource. They share its rows too: when a parameter without a target
+    type reads exactly one path (subject: Observation.subject), that path's rows are stored once, under its name,
+    and every other parameter reading the path (patient: Observation.subject.where(resolve() is Patient),
+    combo-code: Observation.code | Observation.component.code) is searched through them, restricted to its target
+    type; they are the rows it stored itself before, so every search answers as before, with ~25% fewer index rows
+    to write (bench/ingest.py). Rows an older version wrote under the other name are not read any more (the
+    resource's own rows are there too) and go at its next write."""
     slots: dict[tuple[tuple[tuple[str, ...], ...], str], int] = {}
     paths: list[tuple[tuple[tuple[str, ...], ...], str]] = []
-    params = []
+    read: list[tuple[str, str, str | None, tuple[int, ...]]] = []
     for param in indexed_params(rtype):
         used = []
         for steps in param.paths:
@@ -224,7 +232,18 @@ def _plan(rtype: str) -> _TypePlan:
                 paths.append((names, param.type))
             used.append(slots[(names, param.type)])
         if used:
-            params.append((param.name, param.type, param.target_type, tuple(used)))
+            read.append((param.name, param.type, param.target_type, tuple(used)))
+    owner: dict[int, str] = {}   # slot -> the parameter storing its rows for every parameter that reads it
+    for name, _, target_type, reads in read:
+        if target_type is None and len(reads) == 1:
+            owner.setdefault(reads[0], name)
+    params = []
+    stored_as: dict[str, tuple[tuple[str, ...], str | None]] = {}
+    for name, kind, target_type, reads in read:
+        own = tuple(slot for slot in reads if owner.get(slot, name) == name)
+        if own:
+            params.append((name, kind, target_type, own))
+        stored_as[name] = (tuple(sorted({owner.get(slot, name) for slot in reads})), target_type)
     by_key: dict[str, list[int]] = {}
     always = []
     for slot, (names, _) in enumerate(paths):
@@ -233,12 +252,20 @@ def _plan(rtype: str) -> _TypePlan:
         for key in names[0] if names else ():
             by_key.setdefault(key, []).append(slot)
     params_of = tuple(tuple(i for i, (_, _, _, used) in enumerate(params) if slot in used) for slot in range(len(paths)))
-    return _TypePlan(tuple(paths), tuple(params), {k: tuple(v) for k, v in by_key.items()}, tuple(always), params_of)
+    return _TypePlan(tuple(paths), tuple(params), {k: tuple(v) for k, v in by_key.items()}, tuple(always), params_of,
+                     stored_as)
+
+
+def stored_as(rtype: str, name: str) -> tuple[tuple[str, ...], str | None]:
+    """The `param` values of the index rows that answer the type's parameter `name`, and the target type those
+    rows must have (a reference parameter with one, searched through another's rows); (name,), None for a
+    parameter this store does not index."""
+    return _plan(rtype).stored_as.get(name, ((name,), None))
 
 
 def _extract(resource: dict) -> list[tuple[str, str, Values]]:
-    """(kind, parameter, value columns) of every indexed value of the resource, parameters in definition order,
-    each parameter's rows without repeats."""
+    """(kind, parameter, value columns) of every index row of the resource, parameters in definition order,
+    each parameter's rows without repeats (rows of a shared path under its owner's name only, see _plan)."""
     plan = _plan(resource.get("resourceType", ""))
     found: dict[int, list[Values]] = {}
     reached: set[int] = set()

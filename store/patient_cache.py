@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import threading
 from collections.abc import Callable
 
 import redis
@@ -64,6 +66,79 @@ def get_after(client: redis.Redis | None, pid: str, version: int, variant: str,
     return results[count], results[:count]
 
 
+class _Batch:
+    """The few commands of a cached read's lookup (INCR, EXPIRE, EVALSHA, GET: what the callers queue), sent in one
+    round trip by the connection's own packing and parsing, like a non-transactional pipeline with
+    raise_on_error=False (an error reply is returned in its place), but without the Pipeline object's per-use
+    set-up, bookkeeping and observability hooks, and on a connection of this thread's own instead of one checked out
+    of the pool (whose checkout probes the socket, three system calls): together they cost the cached read about as
+    much as its own commands (bench/gateway.py, benchmark 2). Replies come as the connection parses them (no
+    response callbacks: EXPIRE answers 1, not True). A connection that fails mid-flight is closed, so no reply is
+    ever left for the next batch; one the server dropped is reopened and the batch sent once more, as the client's
+    default retry would; any other failure raises redis.RedisError, as a pipeline does."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.pool = pool
+        self.commands: list[tuple] = []
+
+    def incr(self, name: str) -> None:
+        self.commands.append(("INCR", name))
+
+    def expire(self, name: str, seconds: int) -> None:
+        self.commands.append(("EXPIRE", name, seconds))
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args) -> None:
+        self.commands.append(("EVALSHA", sha, numkeys, *keys_and_args))
+
+    def get(self, name: str) -> None:
+        self.commands.append(("GET", name))
+
+    def execute(self, raise_on_error: bool = False) -> list:
+        assert not raise_on_error, "a batch returns error replies in place"
+        connections = _thread_connections.__dict__.setdefault("by_pool", {})
+        conn = connections.get(self.pool)
+        if conn is None:
+            conn = connections[self.pool] = self.pool.connection_class(**self.pool.connection_kwargs)
+        try:
+            return self._round_trip(conn)
+        except redis.ConnectionError:
+            return self._round_trip(conn)  # closed by _round_trip: it connects afresh (a restarted or idle-dropping server)
+
+    def _round_trip(self, conn) -> list:
+        try:
+            conn.send_packed_command(conn.pack_commands(self.commands))
+            results: list = []
+            for _ in self.commands:
+                try:
+                    results.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    results.append(exc)
+        except BaseException:
+            conn.disconnect()  # replies may be left on the socket: the next use connects afresh
+            raise
+        return results
+
+
+_thread_connections = threading.local()  # per thread: {pool: its Redis connection for _Batch}
+
+
+def _forget_thread_connections() -> None:
+    """A forked child must not share its parent's sockets (the forking thread's would survive the fork)."""
+    global _thread_connections
+    _thread_connections = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_thread_connections)
+
+
+def _batch(client: redis.Redis):
+    """A _Batch on a plain client, else (a fake or a cluster client, a client-side cache) a pipeline."""
+    pool = client.connection_pool
+    if type(client) is redis.Redis and type(pool) is redis.ConnectionPool and getattr(pool, "cache", None) is None:
+        return _Batch(pool)
+    return client.pipeline(transaction=False)
+
+
 def lookup(client: redis.Redis | None, mirror: VersionMirror | None, pid: str, guess: int | None, variant: str,
            before: Callable[[redis.client.Pipeline], int]) -> tuple[Read | None, bytes | None, list | None]:
     """A cached read's one round trip: the commands before(pipe) queues (it returns how many), the version
@@ -73,7 +148,7 @@ def lookup(client: redis.Redis | None, mirror: VersionMirror | None, pid: str, g
     if client is None:
         return None, None, None
     try:
-        pipe = client.pipeline(transaction=False)
+        pipe = _batch(client)
         count = before(pipe)
         if mirror is not None:
             mirror.queue_read(pipe, pid)

@@ -37,11 +37,17 @@ resources = Table(
     Index("ix_resources_type_updated", "res_type", "last_updated"),
 )
 
+# RES_PK: version and index rows name their resource by `res_pk` without a FOREIGN KEY (dropped by migration 0004).
+# Only store/writes.py writes them, in the transaction that writes or locks that resource row, and resource rows
+# are never deleted (a FHIR delete keeps the row, deleted = true), so the constraint could never fail; on
+# PostgreSQL its check cost ~30 us per resource ingested (a key-share lock on the parent row for every version and
+# index row, bench/ingest.py), and Citus restricts foreign keys between distributed tables.
+
 # Immutable history: one row per version, a delete included (body None).
 resource_versions = Table(
     "resource_versions", metadata,
     Column("seq", PK, primary_key=True, autoincrement=True),  # global order of writes: history paging
-    Column("res_pk", PK, ForeignKey("resources.pk"), nullable=False),
+    Column("res_pk", PK, nullable=False),                     # resources.pk; no foreign key, see RES_PK above
     Column("res_type", TYPE, nullable=False),
     Column("res_id", ID, nullable=False),
     Column("version", Integer, nullable=False),
@@ -68,7 +74,7 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
     """A search-index table: rows of one parameter kind, rewritten in the transaction of each version."""
     return Table(
         name, metadata,
-        Column("res_pk", PK, ForeignKey("resources.pk"), nullable=False),
+        Column("res_pk", PK, nullable=False),  # resources.pk; no foreign key (see RES_PK above)
         Column("res_type", TYPE, nullable=False),
         Column("param", PARAM, nullable=False),
         Column("patient_id", ID),

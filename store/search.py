@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from mappings.errors import InputError, Issue
-from store.indexing import HIGH, LOW
+from store.indexing import HIGH, LOW, stored_as
 from store.schema import INDEX_TABLES, resources
 from store.search_params import SearchParam, params_for, searchable_types
 from store.search_terms import (
@@ -190,13 +190,13 @@ def _term(rtype: str, known: dict[str, SearchParam], name: str, values: list[str
         raise _Unsupported(f"unknown search parameter {base!r} for {rtype}")
     if dot:
         term = _chain(param, modifier, tail, values, path)
-        term.param = param.name
+        term.param, term.rtype = param.name, rtype
         return term
     _check_modifier(param, modifier)
     if param.column:
         return column_term(param, modifier, values, path)
     term = TERMS[param.type](param, modifier, values, path)   # a reference's modifier is None, missing or a Type
-    term.param = param.name
+    term.param, term.rtype = param.name, rtype
     return term
 
 
@@ -319,7 +319,7 @@ def _where(r: FromClause, rtype: str | None, terms: list[Term], patient: str | N
             clauses.append(term.on_row(r))
             continue
         t = term.table
-        scoped = [t.c.param == _param_name(term), term.where]
+        scoped = [_rows_of(t, term.rtype or rtype, [_param_name(term)]), term.where]
         if term is driver:
             scope = [t.c.res_type == rtype] if rtype is not None else []
             clauses.append(r.c.pk.in_(select(t.c.res_pk).where(*scope, *scoped)))
@@ -334,6 +334,27 @@ def _param_name(term: Term) -> str:
     return term.param
 
 
+def _rows_of(t: FromClause, rtype: str | None, names: list[str]) -> ColumnElement[bool]:
+    """The index rows (of table `t`) of the type's parameters `names`: by their `param`, and, for a parameter
+    searched through another's rows, their target type (store.indexing.stored_as)."""
+    anywhere: set[str] = set()
+    restricted: dict[str, set[str]] = {}
+    for name in names:
+        stored, target_type = stored_as(rtype, name) if rtype is not None else ((name,), None)
+        if target_type is None or "target_type" not in t.c:
+            anywhere.update(stored)
+        else:
+            restricted.setdefault(target_type, set()).update(stored)
+    alternatives = [_param_in(t, anywhere)] if anywhere else []
+    alternatives += [and_(_param_in(t, stored), t.c.target_type == target_type)
+                     for target_type, stored in sorted(restricted.items()) if not stored <= anywhere]
+    return alternatives[0] if len(alternatives) == 1 else or_(*alternatives)
+
+
+def _param_in(t: FromClause, names: set[str]) -> ColumnElement[bool]:
+    return t.c.param == next(iter(names)) if len(names) == 1 else t.c.param.in_(sorted(names))
+
+
 def _sort_keys(r: FromClause, q: _Query) -> list[tuple[Any, bool]]:
     keys: list[tuple[Any, bool]] = []
     for name, desc in q.sort:
@@ -345,7 +366,7 @@ def _sort_keys(r: FromClause, q: _Query) -> list[tuple[Any, bool]]:
             d = INDEX_TABLES["date"].alias()
             # a resource without the date sorts last either way
             bound = func.max(d.c.high) if desc else func.min(d.c.low)
-            value = select(bound).where(d.c.res_pk == r.c.pk, d.c.param == name).scalar_subquery()
+            value = select(bound).where(d.c.res_pk == r.c.pk, _rows_of(d, q.rtype, [name])).scalar_subquery()
             keys.append((func.coalesce(value, LOW - 1 if desc else HIGH + 1), desc))
     keys.append((r.c.pk, False))
     return keys
@@ -422,7 +443,7 @@ def _include_query(q: _Query, rows: list[dict], item: tuple[str, str, str | None
     rtype, name, target = item
     ir, r2 = INDEX_TABLES["reference"].alias(), resources.alias()
     conditions: list[ColumnElement[bool]] = [ir.c.res_pk.in_([row["pk"] for row in rows]),
-                                             ir.c.param.in_(_reference_params(rtype, name))]
+                                             _rows_of(ir, rtype, _reference_params(rtype, name))]
     if target:
         conditions.append(ir.c.target_type == target)
     return (select(r2.c.pk, r2.c.res_type, r2.c.res_id, r2.c.version, r2.c.last_updated, r2.c.body).distinct()
@@ -436,5 +457,5 @@ def _revinclude_query(q: _Query, rows: list[dict], item: tuple[str, str]) -> Any
     return (select(r2.c.pk, r2.c.res_type, r2.c.res_id, r2.c.version, r2.c.last_updated, r2.c.body).distinct()
             .join(ir, r2.c.pk == ir.c.res_pk)
             .where(ir.c.target_id.in_([row["res_id"] for row in rows]), ir.c.target_type == q.rtype,
-                   ir.c.param.in_(_reference_params(rtype, name)), ir.c.res_type == rtype, r2.c.deleted == false(),
+                   _rows_of(ir, rtype, _reference_params(rtype, name)), ir.c.res_type == rtype, r2.c.deleted == false(),
                    true()).order_by(r2.c.pk))

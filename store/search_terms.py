@@ -52,7 +52,8 @@ class Term:
     where: ColumnElement[bool]
     negate: bool = False                # the resource must have NO row matching (:not, :missing=true)
     on_row: Callable[[FromClause], ColumnElement[bool]] | None = None   # for table None: condition on resources
-    param: str | None = None            # the index rows' `param` (set by the parser)
+    param: str | None = None            # the parameter (set by the parser); its rows: search._rows_of
+    rtype: str | None = None            # the type whose parameter it is (set by the parser)
 
 
 def bad_value(path: str, message: str) -> InputError:

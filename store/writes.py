@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
@@ -207,10 +207,14 @@ class Transaction:
 
     def _flush(self) -> None:
         """Write what the entries deferred, a statement per table for the whole transaction (not ~11 per resource):
-        new resources (their pks come back), updated ones, versions, index rows (old ones deleted first), and one
-        counter bump per compartment."""
-        if self.inserts:
-            rows = [row for row, _, _, _ in self.inserts]
+        new resources (their pks drawn first), updated ones, versions, index rows (old ones deleted first), and one
+        counter bump per compartment. On PostgreSQL the inserts and the bump go in one pipeline (row_writer.
+        pipelined): the new resources' index rows are built while the server inserts the resources and versions,
+        and the statements share one wait instead of one round trip each; errors are raised at the block's end."""
+        if not (self.inserts or self.updates or self.versions or self.reindexed or self.index_rows or self.touched):
+            return  # nothing deferred (a GET entry's flush): no pipeline round trip
+        rows = [row for row, _, _, _ in self.inserts]
+        if rows:
             if db.is_sqlite(self.conn):
                 # The pks SQLite itself would give (max + 1, the table has no AUTOINCREMENT and its rows are never
                 # deleted), known before the insert: it goes through sqlite3's executemany, not SQLAlchemy's
@@ -221,16 +225,20 @@ class Transaction:
                 pks = row_writer.next_pks(self.conn, resources, len(rows))
             for row, pk in zip(rows, pks):
                 row["pk"] = pk
-            row_writer.insert_rows(self.conn, resources, rows)
-            for row, version, resource, patient in self.inserts:
-                version["res_pk"] = row["pk"]
-                indexing.collect_rows(row["pk"], resource, patient, self.index_rows)
+        # SQLAlchemy statements run before the pipelined block, which cannot hold them: updates of existing rows and
+        # the removal of their old index rows (neither touches the new rows, nor the index rows inserted below).
         if self.updates:
             self.conn.execute(_UPDATE_RESOURCE, self.updates)
-        row_writer.insert_rows(self.conn, resource_versions, self.versions)
         indexing.delete_index(self.conn, self.reindexed)
-        indexing.insert_index(self.conn, self.index_rows)
-        self._bump(self.touched)
+        with row_writer.pipelined(self.conn):
+            row_writer.insert_rows(self.conn, resources, rows)
+            for row, version, _, _ in self.inserts:
+                version["res_pk"] = row["pk"]
+            row_writer.insert_rows(self.conn, resource_versions, self.versions)
+            for row, _, resource, patient in self.inserts:
+                indexing.collect_rows(row["pk"], resource, patient, self.index_rows)
+            indexing.insert_index(self.conn, self.index_rows)
+            self._bump(self.touched)
         self.inserts, self.updates, self.versions, self.reindexed, self.index_rows, self.touched = [], [], [], [], {}, set()
 
     # -- ids -------------------------------------------------------------------------------------------------
@@ -340,8 +348,10 @@ class Transaction:
                 if conditional.is_conditional(ref):
                     self.conditional_refs.add(ref)
                     continue
+                if ref in produced:   # made by this transaction: nothing to look up (and no reference to parse)
+                    continue
                 target = _literal_target(ref)
-                if target is not None and ref not in produced:
+                if target is not None:
                     targets.add(target)
         self._look_up_targets(targets)
         return refs
@@ -388,8 +398,10 @@ class Transaction:
         verbatim with a warning (lenient). urn: references were resolved at planning or fail there."""
         checked = []
         for ref_path, ref in refs:
+            if ref in produced:
+                continue
             target = _literal_target(ref)
-            if target is None or ref in produced:
+            if target is None:
                 continue
             checked.append((ref_path, ref, target))
         if not checked:
@@ -520,8 +532,17 @@ class Transaction:
         from store import version_mirror  # here, not at the top: this edit stays clear of the module's imports
 
         version_mirror.mark_writers(self.conn, patients)
-        db.upsert(self.conn, patient_state, [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)],
-                  ["patient_id"], changes=lambda new: {"version": patient_state.c.version + 1, "changed_at": new.changed_at})
+        if not patients:
+            return
+        if row_writer.send(self.conn, _BUMP_PIPELINED, [self.stamp, sorted(patients)]):
+            return  # in _flush's pipeline (PostgreSQL): the same upsert, its rows in the same (sorted) order
+        dialect = self.conn.dialect.name
+        statement = _BUMP.get(dialect)
+        if statement is None:
+            statement = _BUMP[dialect] = db.upsert_statement(
+                self.conn, patient_state, ["patient_id"], ["patient_id", "version", "changed_at"],
+                changes=lambda new: {"version": patient_state.c.version + 1, "changed_at": new.changed_at})
+        self.conn.execute(statement, [{"patient_id": pid, "version": 1, "changed_at": self.stamp} for pid in sorted(patients)])
 
     def _provenance_owner(self, resource: dict) -> str | None:
         """A Provenance joins the compartment of the first target that has one."""
@@ -538,6 +559,13 @@ class Transaction:
                     return found
         return None
 
+
+_BUMP: dict[str, Any] = {}  # per dialect: the patient_state upsert of _bump, built once (db.upsert_statement)
+# _bump's upsert as one statement of a psycopg pipeline (PostgreSQL): one row per patient, in the array's order.
+_BUMP_PIPELINED = ("INSERT INTO patient_state (patient_id, version, changed_at) "
+                   "SELECT u.patient_id, 1, %b::bigint FROM unnest(%b::text[]) AS u(patient_id) "
+                   "ON CONFLICT (patient_id) DO UPDATE SET version = patient_state.version + 1, "
+                   "changed_at = excluded.changed_at")
 
 _UPDATE_RESOURCE = update(resources).where(resources.c.pk == bindparam("b_pk")).values(
     version=bindparam("b_version"), deleted=bindparam("b_deleted"), last_updated=bindparam("b_last_updated"),

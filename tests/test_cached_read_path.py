@@ -133,6 +133,25 @@ def test_a_gunicorn_worker_writes_its_queued_read_events_when_it_stops(redis_url
     assert _count_rows(db_engine, pid) == 7  # the write and all six reads
 
 
+RATE_WINDOW_SECONDS = 60  # "4/minute": one fixed window per clock minute (service/rate_limit.py)
+ROOM_SECONDS = 15  # far more than one of these tests takes, even on a loaded machine
+
+
+def _fresh_enough_window() -> int:
+    """The rate window a test's requests will all be counted in. A fixed window starts its count afresh when it rolls
+    over, so a test counting up to the limit across a rollover would see its fifth request allowed: when the current
+    window ends in less than ROOM_SECONDS, wait for the next one."""
+    left = RATE_WINDOW_SECONDS - time.time() % RATE_WINDOW_SECONDS
+    if left < ROOM_SECONDS:
+        time.sleep(left + 0.05)
+    return int(time.time() // RATE_WINDOW_SECONDS)
+
+
+def _counted_in(redis_client, window: int) -> int:
+    """How many requests of the test client the rate limit counted in that window (its counter in Redis)."""
+    return int(redis_client.get(f"ratelimit:{{client:test-suite}}:{window}") or 0)
+
+
 @pytest.fixture
 def limited(redis_url, redis_client, db_engine, database_url):
     from service import create_app
@@ -141,7 +160,8 @@ def limited(redis_url, redis_client, db_engine, database_url):
     return authorised_client(app)
 
 
-def test_the_rate_limit_counted_in_the_cache_lookup_refuses_the_request_over_the_limit(limited):
+def test_the_rate_limit_counted_in_the_cache_lookup_refuses_the_request_over_the_limit(limited, redis_client):
+    window = _fresh_enough_window()
     pid = _store_case(limited)  # 1
     statuses = [limited.get(f"/Patient/{pid}/$everything") for _ in range(4)]  # 2, 3, 4 and 5: the fifth is over
     assert [r.status_code for r in statuses] == [200, 200, 200, 429]
@@ -149,17 +169,21 @@ def test_the_rate_limit_counted_in_the_cache_lookup_refuses_the_request_over_the
     refused = statuses[3]
     assert refused.get_json()["resourceType"] == "OperationOutcome" and int(refused.headers["Retry-After"]) >= 1
     assert b"entry" not in refused.data  # the bundle is never served over the limit
+    assert _counted_in(redis_client, window) == 5  # all five in the window the test waited for
 
 
 @pytest.mark.parametrize("ending", ["not-found", "not-modified", "bad-parameter"])
-def test_every_way_a_cached_read_ends_is_counted(limited, ending):
+def test_every_way_a_cached_read_ends_is_counted(limited, redis_client, ending):
+    window = _fresh_enough_window()
     pid = _store_case(limited)  # 1
     etag = limited.get(f"/Patient/{pid}/$everything").headers["ETag"]  # 2
     ask = {"not-found": ("/Patient/nobody/$everything", {}), "not-modified": (f"/Patient/{pid}/$everything", {"If-None-Match": etag}),
            "bad-parameter": (f"/Patient/{pid}/$everything?_count=-1", {})}[ending]
     first, second = (limited.get(ask[0], headers=ask[1]) for _ in range(2))  # 3 and 4
     assert first.status_code == second.status_code == {"not-found": 404, "not-modified": 304, "bad-parameter": 400}[ending]
+    assert _counted_in(redis_client, window) == 4  # each way of ending was counted, in the one window
     assert limited.get(ask[0], headers=ask[1]).status_code == 429  # 5
+    assert _counted_in(redis_client, window) == 5
 
 
 def test_the_version_lookup_sees_a_write_committed_by_another_connection(db_engine, store_client):

@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import redis
 import requests
 
 from bundles import stored_patient_id
@@ -122,3 +123,54 @@ def test_two_gateway_processes_sharing_redis_never_serve_stale_bundles(two_gatew
             "request": {"method": "POST", "url": "Observation"}}]}
         assert writer[0].post(f"{writer[1]}/Bundle", data=json.dumps(obs), headers=headers).status_code == 200
         assert f"lab {i}" in reader[0].get(f"{reader[1]}/Patient/{pid}/$everything?_count=1000").text
+
+
+def test_the_lookup_batch_answers_as_a_pipeline_does_with_error_replies_in_place(redis_client):
+    from store import patient_cache
+
+    redis_client.set("cache-test:body", b"bytes")
+    answers = []
+    for batch in (patient_cache._batch(redis_client), redis_client.pipeline(transaction=False)):
+        batch.incr("cache-test:count")
+        batch.expire("cache-test:count", 61)
+        batch.evalsha("0" * 40, 1, "cache-test:missing")  # no such script: an error reply, returned in its place
+        batch.get("cache-test:body")
+        answers.append(batch.execute(raise_on_error=False))
+    assert isinstance(patient_cache._batch(redis_client), patient_cache._Batch)  # a plain client takes the batch
+    (count, expire, error, body), (count2, expire2, error2, body2) = answers
+    assert (count, count2) == (1, 2) and bool(expire) and bool(expire2) and body == body2 == b"bytes"
+    assert isinstance(error, redis.exceptions.NoScriptError) and isinstance(error2, redis.exceptions.NoScriptError)
+
+
+def test_the_lookup_batch_is_served_on_a_fresh_connection_after_redis_dropped_one(redis_url, redis_client):
+    from store import patient_cache
+
+    client = redis.Redis.from_url(redis_url)
+    client.set("cache-test:body", b"bytes")
+
+    def fetch() -> list:
+        batch = patient_cache._batch(client)
+        batch.get("cache-test:body")
+        return batch.execute(raise_on_error=False)
+
+    assert fetch() == [b"bytes"]
+    own = patient_cache._thread_connections.by_pool[client.connection_pool]  # this thread's connection
+    own.send_command("CLIENT", "ID")
+    redis_client.client_kill_filter(_id=own.read_response())  # the server closes it
+    assert fetch() == [b"bytes"]
+    assert fetch() == [b"bytes"]
+
+
+def test_remembered_everything_queries_answer_as_worked_out_and_bad_ones_fail_every_time(client):
+    from service import patients
+
+    pid = _store_case(client)
+    for _ in range(2):  # the second round is answered from the remembered queries
+        assert client.get(f"/Patient/{pid}/$everything?_count=0").status_code == 400
+        assert client.get(f"/Patient/{pid}/$everything?_type=Nonsense").status_code == 400
+        page = client.get(f"/Patient/{pid}/$everything?_count=2&_type=Observation,Patient")
+        assert page.status_code == 200 and len(page.get_json()["entry"]) == 2
+    assert not any(b"_count=0" in query or b"Nonsense" in query for _, query in patients._queries)
+    # The same parameters spelled differently select the same cached view.
+    one = client.get(f"/Patient/{pid}/$everything?_type=Patient,Observation&_count=2").headers["ETag"]
+    assert one == page.headers["ETag"]

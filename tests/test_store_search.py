@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from db_fixture_search import index_count, remove, store
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from mappings.errors import InputError
 from mappings.references import identifier_token
 from store import indexing
 from store.search import (
     SEARCH_MODIFIERS,
+    SEARCHABLE,
     match_rows,
     page_statement,
     search,
@@ -124,7 +125,9 @@ def test_references_index_type_and_id_of_relative_and_absolute_urls_and_skip_con
                                               {"reference": "#contained"}]})
     refs = [(row["param"], row["target_type"], row["target_id"], row["target_url"]) for kind, row in rows
             if kind == "reference"]
-    assert ("subject", "Patient", "p1", None) in refs and ("patient", "Patient", "p1", None) in refs
+    # patient (Observation.subject.where(resolve() is Patient)) is answered by the subject rows: none of its own
+    assert ("subject", "Patient", "p1", None) in refs and not [r for r in refs if r[0] == "patient"]
+    assert indexing.stored_as("Observation", "patient") == (("subject",), "Patient")
     assert ("performer", "Practitioner", "d1", "http://other.org/fhir/Practitioner/d1/_history/3") in refs
     assert ("performer", None, None, "urn:uuid:5b5d8c0c-0000-4000-8000-000000000001") in refs
     assert len([r for r in refs if r[0] == "performer"]) == 2
@@ -243,6 +246,64 @@ def test_patient_parameter_only_matches_references_to_patients(world):
                      "subject": {"reference": "Group/pa"}})
     assert find(world, "Observation", ("patient", "pa")) == ["cga-a", "glu-a"]
     assert find(world, "Observation", ("subject", "pa")) == ["cga-a", "glu-a", "grp"]
+
+
+def test_parameters_searched_through_another_parameters_rows_answer_as_with_their_own(world):
+    """patient (subject restricted to Patient), combo-code (code | component.code) and Encounter's practitioner
+    (participant.individual restricted to Practitioner) store no rows of their own (store.indexing._plan): every
+    modifier, chain, include and revinclude answers from the rows of the parameter owning the path."""
+    component = {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]}, "valueQuantity": {"value": 120}}
+    with world.begin() as conn:
+        store(conn, {"resourceType": "Observation", "id": "grp", "status": "final", "code": {"text": "x"},
+                     "subject": {"reference": "Group/pa"}, "component": [component]})
+        store(conn, {"resourceType": "Observation", "id": "urn", "status": "final", "code": {"text": "y"},
+                     "subject": {"reference": "urn:uuid:5b5d8c0c-0000-4000-8000-000000000001"}})
+        store(conn, observation("abs", "pb", "2345-7", "Glucose", "2022-01-01",
+                                subject={"reference": "http://other.org/fhir/Patient/pb"}, component=[component]), "pb")
+    assert find(world, "Observation", ("patient", "pb")) == ["abs", "glu-b"]
+    assert find(world, "Observation", ("patient", "Patient/pb")) == ["abs", "glu-b"]
+    assert find(world, "Observation", ("patient", "http://other.org/fhir/Patient/pb")) == ["abs", "glu-b"]
+    assert find(world, "Observation", ("patient", "Group/pa")) == []
+    assert find(world, "Observation", ("patient", "urn:uuid:5b5d8c0c-0000-4000-8000-000000000001")) == []
+    assert find(world, "Observation", ("subject", "urn:uuid:5b5d8c0c-0000-4000-8000-000000000001")) == ["urn"]
+    assert find(world, "Observation", ("patient:missing", "true")) == ["grp", "no-subject", "urn"]
+    assert find(world, "Observation", ("patient:missing", "false")) == ["abs", "cga-a", "glu-a", "glu-b"]
+    assert find(world, "Observation", ("patient.family", "smith")) == ["abs", "glu-b"]
+    assert find(world, "Observation", ("combo-code", "8480-6")) == ["abs", "grp"]
+    assert find(world, "Observation", ("combo-code", f"{LOINC}|2345-7")) == ["abs", "glu-a", "glu-b"]
+    assert find(world, "Observation", ("combo-code:missing", "true")) == []   # a code.text alone is a row
+    assert find(world, "Observation", ("combo-code:missing", "false")) == find(world, "Observation", ("code:missing", "false"))
+    assert find(world, "Observation", ("combo-code:not", "2345-7")) == ["cga-a", "grp", "no-subject", "urn"]
+    assert find(world, "Observation", ("combo-code:text", "chromogranin")) == ["cga-a"]
+    assert find(world, "Encounter", ("practitioner", "dr")) == ["enc1"]
+    assert find(world, "Encounter", ("practitioner.name", "okafor")) == ["enc1"]
+    with world.connect() as conn:
+        result = search(conn, "Observation", [("_id", "grp,glu-a"), ("_include", "Observation:patient")])
+        assert [r["res_id"] for r in result.included] == ["pa"]
+        result = search(conn, "Patient", [("_id", "pa"), ("_revinclude", "Observation:patient")])
+        assert sorted(r["res_id"] for r in result.included) == ["cga-a", "glu-a"]
+        result = search(conn, "Practitioner", [("_revinclude", "Encounter:practitioner")])
+        assert [r["res_id"] for r in result.included] == ["enc1"]
+
+
+def test_identifier_rows_are_never_shared():
+    """store.conditional finds conditional matches by `identifier` rows under that name: no type shares them."""
+    with_identifier = [t for t in SEARCHABLE if supported_parameters(t).get("identifier") == "token"]
+    assert len(with_identifier) > 50
+    assert {indexing.stored_as(t, "identifier") for t in with_identifier} == {(("identifier",), None)}
+
+
+def test_rows_an_older_version_stored_for_a_shared_parameter_change_no_answer(world):
+    """Before rows were shared, patient had rows of its own (the same as subject's, restricted to Patient): a store
+    written then answers as one written now."""
+    from store.schema import idx_reference
+
+    with world.begin() as conn:
+        for r in conn.execute(select(idx_reference).where(idx_reference.c.param == "subject",
+                                                          idx_reference.c.target_type == "Patient")).mappings().all():
+            conn.execute(idx_reference.insert().values({**r, "param": "patient"}))
+    assert find(world, "Observation", ("patient", "pa")) == ["cga-a", "glu-a"]
+    assert find(world, "Observation", ("patient:missing", "true")) == ["no-subject"]
 
 
 def test_token_text_matches_display_and_concept_text_by_word_prefix(world):

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from corpus_builders import histories, to_fhir
 from bench import cohort as bench_cohort
 from bench import ingest as bench_ingest
 from mappings.case_bundle import case_to_bundle
+from mappings import fhir_validation
 from mappings.fhir_validation import model_class, resource_issues
 from treatment_lines.engine import summarise
 from treatment_lines.fhir_output import lines_to_fhir
@@ -390,3 +392,97 @@ def test_values_fhirkit_cannot_take_are_decided_by_fhir_resources():
     """Python's json reads NaN; fhirkit refuses such a value outright, fhir.resources names its path."""
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": float("nan")}}
     assert [i.path for i in resource_issues(observation, "Observation")] == ["Observation.valueQuantity.value"]
+
+
+# -- reading the JSON text instead of the dict ----------------------------------------------------------------------
+def _from_the_dict(resource: object) -> list[tuple[str, str, str]]:
+    """resource_issues as it was before it handed fhirkit the JSON text: the dict, and the walk alone for the gaps."""
+    text_of = fhir_validation._json_text
+    fhir_validation._json_text = lambda _resource: None
+    try:
+        return [(i.path, i.message, i.code) for i in resource_issues(resource, "R")]
+    finally:
+        fhir_validation._json_text = text_of
+
+
+def _corpus_and_mutations() -> Iterator[tuple[str, dict]]:
+    for name, resources in corpora().items():
+        for n, resource in enumerate(resources):
+            yield f"{name}[{n}]", resource
+    for corpus, resource in mutated_resources():
+        for kind, where, mutated in mutations(resource):
+            yield f"{corpus} {resource['resourceType']} [{kind}] {where}", mutated
+
+
+def test_reading_the_json_text_changes_no_issue_on_any_corpus_resource_or_mutation():
+    """resource_issues gives fhirkit the resource's JSON text (it reads it in half the time) and asks the text first
+    whether the gap walk could find anything: the same issues, paths and messages as from the dict alone, and the
+    text's no is never wrong where the walk says yes."""
+    differ, text_said_no_wrongly = [], []
+    read_as_text = walk_said_yes = text_said_no = 0
+    for label, resource in _corpus_and_mutations():
+        text = fhir_validation._json_text(resource)
+        if text is None:
+            continue
+        read_as_text += 1
+        ours = [(i.path, i.message, i.code) for i in resource_issues(resource, "R")]
+        if ours != _from_the_dict(resource):
+            differ.append(label)
+        walk = fhir_validation._may_have_gaps(resource)
+        walk_said_yes += walk
+        text_said_no += not fhir_validation._text_may_have_gaps(text)
+        if fhir_validation._may_have_gaps(resource, text) != walk:
+            text_said_no_wrongly.append(label)
+    assert differ == [], differ[:20]
+    assert text_said_no_wrongly == [], text_said_no_wrongly[:20]
+    # Not vacuous: most resources go through the text, and both answers of the walk are met.
+    assert read_as_text > 15_000 and walk_said_yes > 1_000 and text_said_no > 1_000, (read_as_text, walk_said_yes, text_said_no)
+
+
+OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e-07, 1e16, 2**63, 2**64, -2**63 - 1, "\ud800", uuid.UUID(int=7),
+                                   "2021-02-29\n", "\u0662\u0660\u0662\u0661-02-29", "2\u0660\u0662\u0661-02-29",
+                                   "x\"2021-02-30", "0000", ("a",)],
+                         ids=repr)
+@pytest.mark.parametrize("element", ["valueInteger", "valueDecimal", "valueString", "valueDate"])
+def test_values_the_json_text_cannot_say_exactly_get_the_issues_the_dict_gets(value, element):
+    """NaN and infinity (orjson writes null), numbers spelled differently in a message (1e-07, 1e-7), integers beyond
+    64 bits, lone surrogates, non-JSON types (orjson writes a UUID as a string), and date-like strings the text test
+    must not miss (a final newline; Unicode digits after the first): the same issues as from the dict alone."""
+    resource = {**OBSERVATION, "extension": [{"url": "http://example.org/x", element: value}]}
+    assert [(i.path, i.message, i.code) for i in resource_issues(resource, "R")] == _from_the_dict(resource)
+    keyed = {**OBSERVATION, "note": [{"text": "n", "_text": {"extension": [{"url": "http://example.org/x", element: value}]}}]}
+    assert [(i.path, i.message, i.code) for i in resource_issues(keyed, "R")] == _from_the_dict(keyed)
+
+
+def test_a_resource_nested_deeper_than_orjson_writes_has_no_json_text():
+    """Then resource_issues takes the dict path whole (request bodies stop at 64 levels before this)."""
+    deep: dict = {"url": "http://example.org/deep", "valueInteger": "x"}
+    for _ in range(130):  # 2 levels each: beyond orjson's 255
+        deep = {"url": "http://example.org/deep", "extension": [deep]}
+    assert fhir_validation._json_text({**OBSERVATION, "extension": [deep]}) is None
+
+
+def test_text_fhirkit_cannot_read_is_read_from_the_dict(monkeypatch):
+    resource = {**OBSERVATION, "valueInteger": "7"}
+    expected = _from_the_dict(resource)
+    real = fhirkit.validate
+
+    def text_refused(data):
+        if isinstance(data, bytes):
+            raise fhirkit.ParseError("refused")
+        return real(data)
+
+    monkeypatch.setattr(fhir_validation.fhirkit, "validate", text_refused)
+    assert [(i.path, i.message, i.code) for i in resource_issues(resource, "R")] == expected != []
+
+
+def test_the_text_test_says_yes_to_what_the_gap_walk_must_look_at():
+    for resource in ({**OBSERVATION, "effectiveDateTime": "2021-02-29T10:00:00Z"}, {**OBSERVATION, "effectiveDateTime": "0000"},
+                     {**OBSERVATION, "_status": {"id": "s"}}, {**OBSERVATION, "contained": [{"resourceType": "Patient"}]},
+                     {**OBSERVATION, "note": [{"text": "2021-02-29\n"}]}):
+        text = fhir_validation._json_text(resource)
+        assert text is not None and fhir_validation._text_may_have_gaps(text), resource
+    assert not fhir_validation._text_may_have_gaps(fhir_validation._json_text({**OBSERVATION, "effectiveDateTime": "2024-02-29"}))
