@@ -24,11 +24,6 @@ REVIEW_PAGES = ("/cases/$extract/review",)
 
 FIXED = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
 NO_STORE = ("Cache-Control", "no-store")
-SET_HERE = frozenset(n.lower() for n, _ in (("Content-Security-Policy", ""), *FIXED, NO_STORE))
-# The whole list a response gets when the handler set none of these headers (the usual case), per policy and
-# whether the path is behind authentication: appended in one step (see secure).
-_APPENDED = {(policy, private): (("Content-Security-Policy", policy), *FIXED, *((NO_STORE,) if private else ()))
-             for policy in (STRICT_POLICY, OPERATOR_POLICY, REVIEW_POLICY) for private in (False, True)}
 
 
 def secure(request: Request, response: Response) -> None:
@@ -37,11 +32,6 @@ def secure(request: Request, response: Response) -> None:
     policy = OPERATOR_POLICY if path.startswith(OPERATOR_PREFIXES) else REVIEW_POLICY if path in REVIEW_PAGES else STRICT_POLICY
     private = not scopes.is_public(path)
     headers = response.headers
-    if SET_HERE.isdisjoint([name.lower() for name, _ in headers]):
-        # None of them set by the handler: our constant (already valid) header lines are appended as they are, as
-        # Headers.add would append them one by one after checking each value (a sixth of this step's cost).
-        headers._list.extend(_APPENDED[policy, private])  # noqa: SLF001 - werkzeug's Headers keeps its lines here
-        return
     # One pass over the handler's headers instead of one per header set: a name already there is replaced
     # (Headers.set), any other is appended (Headers.add), which is what Headers.set does for an absent name.
     present: dict[str, str] = {}

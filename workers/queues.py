@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 import redis
 from rq import Queue, Retry
@@ -54,13 +54,11 @@ def enqueue_summaries(client: redis.Redis, pids: set[str], is_async: bool = True
     from workers.summaries import compute_treatment_lines
 
     target = summaries_queue(client, is_async)
+    options: dict[str, Any] = {"result_ttl": 3600, "failure_ttl": 86400, "retry": Retry(max=3, interval=[1, 5, 30]),
+               "meta": {"request_id": request_id} if request_id else None}
     if not is_async:  # inline (in-process mode): each job runs as it is enqueued, which enqueue_many would defer
         for pid in sorted(pids):
-            target.enqueue(compute_treatment_lines, pid, result_ttl=3600, failure_ttl=86400,
-                           retry=Retry(max=3, interval=[1, 5, 30]), meta={"request_id": request_id} if request_id else None)
+            target.enqueue(compute_treatment_lines, pid, **options)
         return
     # The same jobs in one MULTI/EXEC round trip, where each enqueue took two.
-    target.enqueue_many([Queue.prepare_data(compute_treatment_lines, (pid,), result_ttl=3600, failure_ttl=86400,
-                                            retry=Retry(max=3, interval=[1, 5, 30]),
-                                            meta={"request_id": request_id} if request_id else None)
-                         for pid in sorted(pids)])
+    target.enqueue_many([Queue.prepare_data(compute_treatment_lines, (pid,), **options) for pid in sorted(pids)])
