@@ -92,8 +92,9 @@ def stored_type(resource_type: str) -> bool:
     return True
 
 
-def resource_issues(resource: object, path: str = "$") -> list[Issue]:
-    """Every structural problem of one resource, with JSON paths under `path`; empty when valid."""
+def resource_issues(resource: object, path: str = "$", from_json: bool = False) -> list[Issue]:
+    """Every structural problem of one resource, with JSON paths under `path`; empty when valid. from_json: the
+    resource is what a JSON parser made (json.loads of a request body), so it holds JSON's types only."""
     if not isinstance(resource, dict):
         return [Issue(path, "a resource must be a JSON object", "structure")]
     resource_type = resource.get("resourceType")
@@ -102,7 +103,7 @@ def resource_issues(resource: object, path: str = "$") -> list[Issue]:
     if not stored_type(resource_type):
         return [Issue(f"{path}.resourceType", f"'{resource_type}' is not an R4 resource type" if resource_type not in R4_TYPES
                       else f"'{resource_type}' is an R4 resource type this server does not read (R4B dropped it)", "code-invalid")]
-    text = _json_text(resource)
+    text = _json_text(resource, from_json)
     try:
         found = _fhirkit_issues(resource, text)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # NaN/infinity, values JSON cannot carry
@@ -143,15 +144,19 @@ def _translate(found: list[Any], resource_type: str, path: str) -> list[Issue]:
     return issues
 
 
-def _json_text(resource: dict) -> bytes | None:
+def _json_text(resource: dict, from_json: bool = False) -> bytes | None:
     """The resource as JSON text when the text says exactly what the dict says, else None: orjson refuses lone
     surrogates, integers beyond 64 bits, types JSON lacks and subclasses (the options), and writes NaN and
-    infinity as null, a UUID or an Enum as a string; reading the text back equal to the dict rules those out."""
+    infinity as null, a UUID or an Enum as a string; reading the text back equal to the dict rules those out.
+    A dict a JSON parser made holds no UUID, Enum, tuple or subclass: of the rest only NaN and infinity are
+    written as what they are not, as null, so a text without null needs no reading back (~2 us a resource)."""
     try:
         text = orjson.dumps(resource, option=orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
                             | orjson.OPT_PASSTHROUGH_DATACLASS)
     except TypeError:  # orjson.JSONEncodeError, also for nesting beyond its 255 levels
         return None
+    if from_json and b"null" not in text:
+        return text
     return text if orjson.loads(text) == resource else None
 
 

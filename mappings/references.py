@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import uuid
 from functools import lru_cache
 from urllib.parse import quote
@@ -63,6 +65,16 @@ def _token_uuid(token: str) -> str:
 
 def full_url(identifier: dict) -> str:
     return f"urn:uuid:{resource_id(identifier)}"
+
+
+def new_resource_id() -> str:
+    """The id of a resource created without one: a UUID of version 7 (RFC 9562), 48 bits of Unix milliseconds
+    then 74 random bits. Random as uuid4 for guessing, but ids made together sort together: each index keyed by id
+    (the store's (type, id) key, the references to a new patient) takes a transaction's ids on one or two pages
+    instead of one page each, at every scale (uuid4 spread 133 new ids over up to 133 pages, each then rewritten
+    and logged). The time it carries is what meta.lastUpdated says anyway."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return str(uuid.UUID(int=value & ~(0xF << 76) & ~(0x3 << 62) | 0x7 << 76 | 0x2 << 62))
 
 
 def reference(resource_type: str, logical_id: str) -> str:

@@ -18,12 +18,13 @@ bp = Blueprint("bundles", __name__)
 @bp.post("/")
 def post_bundle() -> Response:
     fhir_http.check_format()
-    return process_bundle(json_body())
+    return process_bundle(json_body(), from_json=True)
 
 
-def process_bundle(bundle: object) -> Response:
-    """Validate every entry, then apply: transaction/collection all-or-nothing, batch entry by entry."""
-    btype, planned = plan_bundle(bundle, current_app.config["MAX_BUNDLE_ENTRIES"])
+def process_bundle(bundle: object, from_json: bool = False) -> Response:
+    """Validate every entry, then apply: transaction/collection all-or-nothing, batch entry by entry. from_json:
+    the bundle is a parsed request body (store.bundle_plan.plan_bundle)."""
+    btype, planned = plan_bundle(bundle, current_app.config["MAX_BUNDLE_ENTRIES"], from_json)
     engine, policy = current_app.extensions["store"], current_app.config["REFERENCE_POLICY"]
     # Both answers below are 200 once the write committed; the event goes into the write's transaction.
     event = WriteEvent(lambda _outcomes: 200)

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from mappings.fhir_vocabulary import now_instant, now_ms
-from store import db
+from store import db, row_writer
 from store.schema import audit_event_patients, audit_events
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -245,8 +245,19 @@ def before_write_event(engine: Engine) -> None:
 
 def record_in(conn: Connection, event: dict) -> None:
     """Append a write's event in that write's own transaction: it commits with the clinical rows it describes
-    (exactly as durable, one commit and one fsync for both) or not at all when they roll back."""
-    _insert(conn, [(now_ms(), event)])
+    (exactly as durable, one commit and one fsync for both) or not at all when they roll back. Inside the write's
+    pipeline (PostgreSQL, store.row_writer.pipelined) one statement writes the event and the patients it names."""
+    recorded, body, named = now_ms(), json.dumps(event, ensure_ascii=False), patients_named(event)
+    if row_writer.send(conn, _EVENT_PIPELINED, [recorded, body, named]):
+        return
+    _insert(conn, [(recorded, (str, body, named))])  # rendered already: str(body) is body
+
+
+# record_in's event and its patients as one statement of a psycopg pipeline: the seq the first INSERT draws is
+# the second's event_seq (a data-modifying WITH runs whether or not its rows are read, so with no patient named
+# the event alone is written).
+_EVENT_PIPELINED = ("WITH e AS (INSERT INTO audit_events (recorded, body) VALUES (%b::bigint, %b::text) RETURNING seq) "
+                    "INSERT INTO audit_event_patients (event_seq, patient_id) SELECT e.seq, p FROM e, unnest(%b::text[]) AS p")
 
 
 def events(engine: Engine, patient: str | None, count: int, offset: int) -> tuple[list[dict], int]:

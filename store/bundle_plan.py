@@ -37,8 +37,9 @@ class PlannedEntry:
         return f"Bundle.entry[{self.index}]"
 
 
-def plan_bundle(bundle: object, max_entries: int) -> tuple[str, list[PlannedEntry]]:
-    """(bundle type, planned entries). Raises InputError for a bundle that is not a usable Bundle at all."""
+def plan_bundle(bundle: object, max_entries: int, from_json: bool = False) -> tuple[str, list[PlannedEntry]]:
+    """(bundle type, planned entries). Raises InputError for a bundle that is not a usable Bundle at all.
+    from_json: the bundle is what a JSON parser made (fhir_validation.resource_issues)."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
         raise InputError([Issue("Bundle.resourceType", f"expected a Bundle, got {found!r}", "structure")])
@@ -50,13 +51,13 @@ def plan_bundle(bundle: object, max_entries: int) -> tuple[str, list[PlannedEntr
         raise InputError([Issue("Bundle.entry", "Bundle.entry must be an array", "structure")])
     if len(entries) > max_entries:
         raise InputError([Issue("Bundle.entry", f"{len(entries)} entries; the limit is {max_entries}", "too-long")], 413)
-    planned = [_plan_entry(i, e, btype) for i, e in enumerate(entries)]
+    planned = [_plan_entry(i, e, btype, from_json) for i, e in enumerate(entries)]
     _check_full_urls(planned)
     _check_internal_references(planned)
     return btype, planned
 
 
-def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
+def _plan_entry(index: int, entry: object, btype: str, from_json: bool = False) -> PlannedEntry:
     path = f"Bundle.entry[{index}]"
     if not isinstance(entry, dict):
         return PlannedEntry(index, "POST", "?", issues=[Issue(path, "an entry must be a JSON object", "structure")])
@@ -83,7 +84,7 @@ def _plan_entry(index: int, entry: object, btype: str) -> PlannedEntry:
         planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE, GET)", "not-supported"))
         return planned
     refs: list[Reference] = []
-    planned.issues += _scan(resource, f"{path}.resource", refs) or resource_issues(resource, f"{path}.resource")
+    planned.issues += _scan(resource, f"{path}.resource", refs) or resource_issues(resource, f"{path}.resource", from_json)
     planned.refs = refs
     if planned.issues or not isinstance(resource, dict):  # a resource that is no object has an issue already
         return planned

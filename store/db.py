@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.pool import QueuePool
 
 T = TypeVar("T")
@@ -62,8 +62,40 @@ def _create(url: str) -> Engine:
                                connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+    engine = create_engine(url, pool_size=10, max_overflow=20,
+                           connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A pooled connection idle for PING_IDLE_SECONDS is pinged before use, and replaced if dead (a database
+    restarted meanwhile); one used since is not. SQLAlchemy's pool_pre_ping pinged at every checkout: BEGIN and
+    SELECT 1, two round trips (~0.2 ms idle, ~0.5 ms under load) before every request's first statement
+    (bench/ingest.py). A connection that died in that second fails its first statement instead: SQLAlchemy then
+    replaces every pooled connection, the request answers 503 as for any outage (a write is retried at once by
+    write(), nothing having been committed), and the next one connects afresh."""
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is not None and time.monotonic() - checked_in < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means the connection cannot be used
+            raise DisconnectionError() from exc  # the pool discards it and checks out (or opens) another
+
+    @event.listens_for(engine, "connect")
+    def note_connect(_dbapi_connection, record) -> None:
+        record.info["checked_in"] = time.monotonic()  # just opened: nothing to ping
+
+    @event.listens_for(engine, "checkin")
+    def note_checkin(_dbapi_connection, record) -> None:
+        record.info["checked_in"] = time.monotonic()
 
 
 def _forget_pooled_connections() -> None:
@@ -197,9 +229,11 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
     synchronous_commit off): a crash of this process loses nothing, a power loss (SQLite) or a crash of the
     database server (PostgreSQL) may lose the last such commits, never corrupts. Only for rows that are not
     clinical data (the audit events of reads)."""
+    retried_stale = False
     for attempt in range(RETRIES):
         hooks: list[Callable[[Outcome], None]] = []
         outcome = Outcome.ROLLED_BACK
+        died = False   # the connection was found dead
         try:
             with _writer_turn(engine), engine.connect() as conn:
                 conn = conn.execution_options(write=True, durable=durable)
@@ -211,18 +245,25 @@ def write(engine: Engine, work: Callable[[Connection], T], durable: bool = True)
                         result = work(conn)
                         outcome = Outcome.UNKNOWN  # from here until the commit returns
                     outcome = Outcome.COMMITTED
+                except DBAPIError as exc:
+                    died = _unavailable(exc)
+                    if died and not conn.invalidated:
+                        # Raised through the driver itself (store.row_writer's pipeline or COPY): SQLAlchemy did not
+                        # see the connection die, and would pool it again.
+                        conn.invalidate()
+                    raise
                 finally:
                     conn.info.pop(_AFTER_WRITE, None)
         except IntegrityError:
             if attempt == RETRIES - 1:
                 raise
-        except OperationalError as exc:
+        except DBAPIError as exc:  # OperationalError, InterfaceError ("connection already closed"), ...
             if _unavailable(exc):
-                raise DatabaseUnavailable(str(exc.orig)) from None
-            if not _retryable(exc) or attempt == RETRIES - 1:
-                raise
-        except DBAPIError as exc:
-            if _unavailable(exc):  # e.g. InterfaceError "connection already closed"
+                if outcome is Outcome.ROLLED_BACK and (died or exc.connection_invalidated) and not retried_stale:
+                    # A pooled connection that died unseen (see _ping_when_idle), before any COMMIT was sent: nothing
+                    # was applied, and a fresh connection may succeed (the database restarted since its last use).
+                    retried_stale = True
+                    continue
                 raise DatabaseUnavailable(str(exc.orig)) from None
             if not _retryable(exc) or attempt == RETRIES - 1:
                 raise

@@ -12,11 +12,14 @@ unnest(arrays)` per table instead of a COPY, and returns without waiting for it:
 its wait left the server idle while Python built the next table's rows (store.writes._flush builds the index rows
 while the resources and versions are inserted, and the statements share one wait): ~20 us less per resource of a
 133-resource Synthea-shaped transaction, ~60-90 us per resource of a seed case's (bench/ingest.py, bundle by bundle
-alternately). Errors of the pipelined statements are raised when the block ends, as SQLAlchemy's exceptions as above.
+alternately). Its arrays are mostly one joined text per column, split by the server (_unnest_plan). Errors of the
+pipelined statements are raised when the block ends, as SQLAlchemy's exceptions as above.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from operator import itemgetter
 
@@ -25,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 _INSERTS: dict[str, Insert] = {}
 _PIPELINE = "store.row_writer.pipeline"           # conn.info key: the psycopg cursor of an open pipelined() block
-_UNNEST: dict[tuple[str, tuple[str, ...]], str | None] = {}  # per table and columns: the pipelined INSERT's text
+_UNNEST: dict[tuple[str, tuple[str, ...]], tuple[str, str, tuple[bool, ...]] | None] = {}  # per table and columns: _unnest_plan
 
 
 @contextlib.contextmanager
@@ -91,10 +94,14 @@ def insert_tuples(conn: Connection, table: Table, columns: tuple[str, ...], rows
         conn.execute(stmt, [dict(zip(columns, row)) for row in rows])
         return
     if _PIPELINE in conn.info:
-        unnest = _unnest_sql(table, columns)
-        if unnest is not None:
-            # Binary arrays (%b): the text array format escapes every quote of a JSON body in Python, ~5x slower.
-            send(conn, unnest, [list(values) for values in zip(*rows)])
+        plan = _unnest_plan(table, columns)
+        if plan is not None:
+            joined_sql, arrays_sql, joined = plan
+            params = _joined_params(rows, joined)
+            if params is not None:
+                send(conn, joined_sql, params)
+            else:
+                send(conn, arrays_sql, [list(values) for values in zip(*rows)])
             return
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     raw = conn.connection.driver_connection
@@ -109,30 +116,96 @@ def insert_tuples(conn: Connection, table: Table, columns: tuple[str, ...], rows
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
-def _unnest_sql(table: Table, columns: tuple[str, ...]) -> str | None:
-    """`INSERT INTO t (columns) SELECT * FROM unnest(%b::type[], ...)`, None if a column's type has no array
-    cast here (then COPY). Strings are cast to text[], not varchar(n)[]: an explicit cast to varchar(n) cuts a long
-    value silently, the INSERT's own assignment cast refuses it (22001) as COPY does."""
+def _unnest_plan(table: Table, columns: tuple[str, ...]) -> tuple[str, str, tuple[bool, ...]] | None:
+    """The pipelined INSERT of these columns: `INSERT INTO t (columns) SELECT * FROM unnest(arrays)`, in two
+    spellings, and which columns the first takes joined (_joined_params); None if a column's type has no array
+    cast here (then COPY). The first takes each column of numbers, booleans and bounded strings (ids, codes,
+    names) as one text the server splits (string_to_array): psycopg dumps an array element by element in Python,
+    ~0.2 us each, ~5,000 such elements in a Synthea-shaped transaction (bench/ingest.py); a column of unbounded
+    text (a resource's JSON) stays a binary array, which the server reads faster than it splits one long text.
+    The second takes every column as a binary array (%b: the text array format escapes every quote of a JSON
+    body in Python, ~5x slower): for rows holding a separator. Strings are cast to text[], not varchar(n)[]: an
+    explicit cast to varchar(n) cuts a long value silently, the INSERT's own assignment cast refuses it (22001)
+    as COPY does."""
     key = (table.name, columns)
     if key not in _UNNEST:
-        casts = []
+        casts, joined = [], []
         for name in columns:
             kind = table.c[name].type
             # BigInteger before Integer (a subclass); String covers Text.
             cast = next((c for t, c in ((BigInteger, "bigint"), (Integer, "integer"), (Boolean, "boolean"),
                                         (String, "text")) if isinstance(kind, t)), None)
             casts.append(cast)
-        _UNNEST[key] = None if None in casts else (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest("
-            + ", ".join(f"%b::{c}[]" for c in casts) + ")")
+            joined.append(not (isinstance(kind, String) and kind.length is None))
+        if None in casts:
+            _UNNEST[key] = None
+        else:
+            head = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest("
+            split = ", ".join(f"string_to_array(%b, E'\\x1f', E'\\x1e')::{c}[]" if j else f"%b::{c}[]"
+                              for c, j in zip(casts, joined))
+            _UNNEST[key] = (head + split + ")", head + ", ".join(f"%b::{c}[]" for c in casts) + ")", tuple(joined))
     return _UNNEST[key]
+
+
+_SEP, _NULL = "\x1f", "\x1e"   # ASCII unit and record separators: a joined column's separator and its null
+
+
+def _joined_params(rows: list[tuple], joined: tuple[bool, ...]) -> list | None:
+    """The parameters of _unnest_plan's first INSERT: a joined column as one text (values joined by _SEP, None
+    written _NULL, numbers and booleans as Python spells them, which PostgreSQL reads), any other as a list.
+    None when a joined value holds a separator or is not a str, int or bool, or a column is one empty string: then
+    every column goes as an array."""
+    params: list = []
+    for values, join in zip(zip(*rows), joined):
+        if not join:
+            params.append(list(values))
+            continue
+        texts = []
+        nulls = 0
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                texts.append(value)
+            elif value is None:
+                texts.append(_NULL)
+                nulls += 1
+            elif kind is int or kind is bool:
+                texts.append(str(value))
+            else:
+                return None
+        text = _SEP.join(texts)
+        if not text or text.count(_SEP) != len(texts) - 1 or text.count(_NULL) != nulls:
+            return None  # "" splits into no element at all, not into one empty string
+        params.append(text)
+    return params
+
+
+# Per database URL and table: pks this process drew from the table's sequence and has not used yet.
+_spare_pks: dict[tuple[str, str], list[int]] = {}
+_spare_lock = threading.Lock()
+PK_BLOCK = 1024
 
 
 def next_pks(conn: Connection, table: Table, count: int) -> list[int]:
     """PostgreSQL: `count` values of the table's `pk` sequence, for rows written by insert_rows with their pk.
-    The sequence is named in the statement, found once per connection: pg_get_serial_sequence in the select list
-    ran for every value, and one array instead of `count` result rows; 0.35 ms instead of 1 ms for 133 values
-    (bench/ingest.py)."""
+    Drawn PK_BLOCK at a time and handed out by this process: the statement that drew them was a round trip before
+    every write's pipeline, BEGIN's own included (~7 us per resource of a Synthea-shaped transaction,
+    bench/ingest.py); now it is one in ~8 such writes. A value is used once (a rolled-back write's pks are gaps,
+    as with any sequence); pks of concurrent writers interleave in blocks, not one by one, which no order relies
+    on (keyset paging needs unique, immutable pks, not ones in commit order, which a sequence never gave)."""
+    key = (conn.engine.url.render_as_string(hide_password=True), table.name)
+    with _spare_lock:
+        spare = _spare_pks.setdefault(key, [])
+        if len(spare) < count:
+            spare.extend(_draw_pks(conn, table, max(count - len(spare), PK_BLOCK)))
+        taken = spare[:count]
+        del spare[:count]
+    return taken
+
+
+def _draw_pks(conn: Connection, table: Table, count: int) -> list[int]:
+    """`count` new values of the table's pk sequence. The sequence is named in the statement, found once per
+    connection: pg_get_serial_sequence in the select list ran for every value."""
     key = f"store.serial:{table.name}"
     sequence = conn.info.get(key)
     if sequence is None:
@@ -141,6 +214,16 @@ def next_pks(conn: Connection, table: Table, count: int) -> list[int]:
     quoted = sequence.replace("'", "''")
     sql = text(f"SELECT array_agg(nextval('{quoted}')) FROM generate_series(1, :n)")
     return list(conn.execute(sql, {"n": count}).scalar_one())
+
+
+def _forget_spare_pks() -> None:
+    """A forked child must not hand out the values its parent holds: both would insert them."""
+    global _spare_lock
+    _spare_pks.clear()
+    _spare_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_spare_pks)
 
 
 def _sqlite_insert(conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -10,7 +10,7 @@ the FHIR text of an instant is kept in the resource body.
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 PK = BigInteger().with_variant(Integer(), "sqlite")
@@ -70,8 +70,9 @@ patient_state = Table(
 )
 
 
-def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...]) -> Table:
-    """A search-index table: rows of one parameter kind, rewritten in the transaction of each version."""
+def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ...], sparse: tuple[str, ...] = ()) -> Table:
+    """A search-index table: rows of one parameter kind, rewritten in the transaction of each version. An index
+    ending in a `sparse` column holds only the rows that have a value there (see where_not_null)."""
     return Table(
         name, metadata,
         Column("res_pk", PK, nullable=False),  # resources.pk; no foreign key (see RES_PK above)
@@ -80,8 +81,18 @@ def _index_table(name: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("patient_id", ID),
         *columns,
         Index(f"ix_{name}_res", "res_pk"),
-        *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in indexes),
+        *(Index(f"ix_{name}_{'_'.join(cols)}", *cols, **(where_not_null(cols[-1]) if cols[-1] in sparse else {}))
+          for cols in indexes),
     )
+
+
+def where_not_null(column: str) -> dict:
+    """Index options making a partial index of the rows with `column` set, on both engines. For a column most rows
+    leave empty (the display text of a status token, the URL of a relative reference) the index then takes a
+    row only where a search can find it by that column: every search of it compares the column (=, LIKE), which
+    both planners read as NOT NULL; ~260 fewer index entries per Synthea-shaped transaction, ~10 us less per
+    resource ingested on PostgreSQL (bench/ingest.py, migration 0005)."""
+    return {"postgresql_where": text(f"{column} IS NOT NULL"), "sqlite_where": text(f"{column} IS NOT NULL")}
 
 
 idx_token = _index_table(
@@ -89,7 +100,7 @@ idx_token = _index_table(
     Column("system", VALUE, nullable=False),   # '' when the coding/identifier has no system
     Column("code", VALUE, nullable=False),
     Column("text", VALUE),                     # normalised display / CodeableConcept.text / Identifier.type.text (:text)
-    indexes=(("res_type", "param", "code", "system"), ("res_type", "param", "text")),
+    indexes=(("res_type", "param", "code", "system"), ("res_type", "param", "text")), sparse=("text",),
 )
 idx_string = _index_table(
     "idx_string",
@@ -104,7 +115,7 @@ idx_reference = _index_table(
     Column("target_type", TYPE),               # None for a reference whose type cannot be read
     Column("target_id", VALUE),
     Column("target_url", VALUE),               # the reference as written when absolute or not Type/id
-    indexes=(("target_id", "target_type", "param", "res_type"), ("res_type", "param", "target_url")),
+    indexes=(("target_id", "target_type", "param", "res_type"), ("res_type", "param", "target_url")), sparse=("target_url",),
 )
 idx_date = _index_table(
     "idx_date",

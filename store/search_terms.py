@@ -127,7 +127,9 @@ def token_term(param: SearchParam, modifier: str | None, values: list[str], path
                 raise bad_value(path, "empty text")
             conditions.append(or_(t.c.text.like(_like_escape(norm) + "%", escape="\\"),
                                   t.c.text.like("% " + _like_escape(norm) + "%", escape="\\")))
-        return Term(5, t, or_(*conditions))
+        # Said outright: the index of display texts holds only rows that have one (store/schema.py, where_not_null),
+        # and SQLite's planner does not read a LIKE as NOT NULL.
+        return Term(5, t, and_(t.c.text.isnot(None), or_(*conditions)))
     where = or_(*(_token_match(t, value, path) for value in values))
     return Term(7 if param.name in FEW_VALUES else 2, t, where, negate=modifier == "not")
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 
 from mappings.errors import InputError, Issue
 from mappings.fhir_vocabulary import content, instant, now_ms
-from mappings.references import parse_reference
+from mappings.references import new_resource_id, parse_reference
 from store import audit_log, conditional, db, indexing, row_writer
 from store.bundle_plan import PROCESSING_ORDER, PlannedEntry
 from store.references import Reference, iter_references, patient_of, replace_references, rewrite_references
@@ -93,7 +93,10 @@ def apply_entries(engine: Engine, planned: list[PlannedEntry], known_urls: dict[
     audit: the write's AuditEvent is appended in the same transaction (see _audited)."""
     if not planned:
         return []
-    return _audited(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy).run(planned), audit)
+    if audit is not None:
+        audit_log.before_write_event(engine)
+    # The event goes in with the transaction's last rows (Transaction.run): on PostgreSQL in their pipeline.
+    return db.write(engine, lambda conn: Transaction(conn, dict(known_urls or {}), policy, audit=audit).run(planned))
 
 
 def _audited(engine: Engine, work: Callable[[Connection], list[EntryOutcome]], audit: WriteAudit | None) -> list[EntryOutcome]:
@@ -157,8 +160,9 @@ class Transaction:
     writes as before."""
 
     def __init__(self, conn: Connection, urls: dict[str, str], policy: str,
-                 references: conditional.References | None = None):
-        self.conn, self.urls, self.policy = conn, urls, policy
+                 references: conditional.References | None = None, audit: WriteAudit | None = None):
+        self.conn, self.urls, self.policy, self.audit = conn, urls, policy, audit
+        self.event: dict | None = None    # the write's AuditEvent, written by the last _flush
         self.stamp = now_ms()
         self.stamp_text = instant(self.stamp)   # every version of the transaction has this lastUpdated
         self.issues: list[Issue] = []
@@ -187,7 +191,7 @@ class Transaction:
             # Stop before any write: two entries on one resource would otherwise both insert it, and the
             # unique-key error (retried by db.write, then raised) became a 500 instead of this 400.
             raise TransactionFailed(self.issues, self.status)
-        # A POST without criteria has a fresh uuid4: no row to lock (a collision fails the insert, and the retry
+        # A POST without criteria has a fresh id: no row to lock (a collision fails the insert, and the retry
         # draws another id).
         currents = self._lock_rows([(p.rtype, ids[p.index]) for p in planned
                                     if ids.get(p.index) and not (p.method == "POST" and p.condition is None)])
@@ -202,8 +206,14 @@ class Transaction:
             outcomes[p.index] = self._apply(p, rid, current, produced, refs.get(p.index, []))
         if self.issues:
             raise TransactionFailed(self.issues, self.status)
+        ordered = [outcomes[p.index] for p in planned]
+        # The outcomes are final before the last rows are written: the event is known, and goes with them (one
+        # statement in their pipeline on PostgreSQL instead of two round trips after it).
+        self.event = self.audit(ordered) if self.audit is not None else None
         self._flush()
-        return [outcomes[p.index] for p in planned]
+        if self.event is not None:   # nothing was left to flush (a transaction of GET entries)
+            audit_log.record_in(self.conn, self.event)
+        return ordered
 
     def _flush(self) -> None:
         """Write what the entries deferred, a statement per table for the whole transaction (not ~11 per resource):
@@ -213,6 +223,7 @@ class Transaction:
         and the statements share one wait instead of one round trip each; errors are raised at the block's end."""
         if not (self.inserts or self.updates or self.versions or self.reindexed or self.index_rows or self.touched):
             return  # nothing deferred (a GET entry's flush): no pipeline round trip
+        event, self.event = self.event, None
         rows = [row for row, _, _, _ in self.inserts]
         if rows:
             if db.is_sqlite(self.conn):
@@ -239,6 +250,8 @@ class Transaction:
                 indexing.collect_rows(row["pk"], resource, patient, self.index_rows)
             indexing.insert_index(self.conn, self.index_rows)
             self._bump(self.touched)
+            if event is not None:
+                audit_log.record_in(self.conn, event)
         self.inserts, self.updates, self.versions, self.reindexed, self.index_rows, self.touched = [], [], [], [], {}, set()
 
     # -- ids -------------------------------------------------------------------------------------------------
@@ -255,7 +268,7 @@ class Transaction:
             elif p.rid:
                 ids[p.index] = p.rid
             else:
-                ids[p.index] = str(uuid.uuid4())
+                ids[p.index] = new_resource_id()
             if p.full_url and ids[p.index] and p.method in ("POST", "PUT"):
                 self.urls[p.full_url] = f"{p.rtype}/{ids[p.index]}"
         return ids
@@ -307,7 +320,7 @@ class Transaction:
             # replayed, or sent to two gateways, names the same resource.
             token = pairs[0][1] if len(pairs) == 1 and pairs[0][0] == "identifier" else criteria
             return given or conditional_id(p.rtype, token)
-        return str(uuid.uuid4())
+        return new_resource_id()
 
     def _live(self, rtype: str, rid: str) -> bool:
         return self.conn.execute(select(resources.c.pk).where(

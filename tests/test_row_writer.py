@@ -35,6 +35,25 @@ def test_pipelined_rows_are_the_rows_written_outside_a_pipeline(db_engine):
     assert [r[1:] for r in plain] == [r[1:] for r in _rows(1, "plain")]
 
 
+# Bounded columns go to the server joined by \x1f, None written \x1e (row_writer._joined_params): values that
+# hold or are those characters, an empty string alone in its column (which string_to_array would read as no element),
+# booleans and integers beyond 32 bits must arrive as sent.
+JOINED_EDGES = [(1, "Observation", "j-0", 1, True, 2**62, "", "{}"),
+                (2, "Observation", "j-1", 2, False, -(2**62), None, "{}"),
+                (3, "Observation", "j-2", 3, True, 0, "\x1e", "{}"),
+                (4, "Observation", "j-3", 4, False, 5, "a\x1fb", "{}"),
+                (5, "Observation", "j-4", 5, True, 6, "p\x1e", "{}")]
+
+
+@pytest.mark.parametrize("rows", [JOINED_EDGES, *([row] for row in JOINED_EDGES)],
+                         ids=["together", *(f"alone-{k}" for k in range(len(JOINED_EDGES)))])
+def test_pipelined_columns_keep_empty_strings_separators_nulls_and_big_numbers(db_engine, rows):
+    with db_engine.begin() as conn, row_writer.pipelined(conn):
+        row_writer.insert_tuples(conn, resources, COLUMNS, rows)
+    with db_engine.connect() as conn:
+        assert _stored(conn, "j") == rows
+
+
 def test_a_unique_key_violation_in_a_pipeline_is_sqlalchemys_integrity_error(db_engine):
     """store.db.write retries a lost create race on IntegrityError: the pipelined insert must raise it too."""
     with db_engine.begin() as conn:

@@ -398,7 +398,7 @@ def test_values_fhirkit_cannot_take_are_decided_by_fhir_resources():
 def _from_the_dict(resource: object) -> list[tuple[str, str, str]]:
     """resource_issues as it was before it handed fhirkit the JSON text: the dict, and the walk alone for the gaps."""
     text_of = fhir_validation._json_text
-    fhir_validation._json_text = lambda _resource: None
+    fhir_validation._json_text = lambda _resource, _from_json=False: None
     try:
         return [(i.path, i.message, i.code) for i in resource_issues(resource, "R")]
     finally:
@@ -418,22 +418,34 @@ def test_reading_the_json_text_changes_no_issue_on_any_corpus_resource_or_mutati
     """resource_issues gives fhirkit the resource's JSON text (it reads it in half the time) and asks the text first
     whether the gap walk could find anything: the same issues, paths and messages as from the dict alone, and the
     text's no is never wrong where the walk says yes."""
-    differ, text_said_no_wrongly = [], []
-    read_as_text = walk_said_yes = text_said_no = 0
+    differ, text_said_no_wrongly, parsed_differ = [], [], []
+    read_as_text = walk_said_yes = text_said_no = read_as_parsed = 0
     for label, resource in _corpus_and_mutations():
         text = fhir_validation._json_text(resource)
         if text is None:
             continue
         read_as_text += 1
         ours = [(i.path, i.message, i.code) for i in resource_issues(resource, "R")]
-        if ours != _from_the_dict(resource):
+        from_dict = _from_the_dict(resource)
+        if ours != from_dict:
             differ.append(label)
+        # A request body's resource (from_json: JSON's types only, so no reading back of a text without null).
+        try:
+            parsed = json.loads(json.dumps(resource))
+        except (TypeError, ValueError):  # a value JSON cannot carry (a UUID): no request body holds one
+            continue
+        read_as_parsed += 1
+        expected = from_dict if parsed == resource else _from_the_dict(parsed)  # NaN is not NaN: asked again
+        if [(i.path, i.message, i.code) for i in resource_issues(parsed, "R", from_json=True)] != expected:
+            parsed_differ.append(label)
         walk = fhir_validation._may_have_gaps(resource)
         walk_said_yes += walk
         text_said_no += not fhir_validation._text_may_have_gaps(text)
         if fhir_validation._may_have_gaps(resource, text) != walk:
             text_said_no_wrongly.append(label)
     assert differ == [], differ[:20]
+    assert parsed_differ == [], parsed_differ[:20]
+    assert read_as_parsed > 15_000, read_as_parsed
     assert text_said_no_wrongly == [], text_said_no_wrongly[:20]
     # Not vacuous: most resources go through the text, and both answers of the walk are met.
     assert read_as_text > 15_000 and walk_said_yes > 1_000 and text_said_no > 1_000, (read_as_text, walk_said_yes, text_said_no)
@@ -486,3 +498,11 @@ def test_the_text_test_says_yes_to_what_the_gap_walk_must_look_at():
         text = fhir_validation._json_text(resource)
         assert text is not None and fhir_validation._text_may_have_gaps(text), resource
     assert not fhir_validation._text_may_have_gaps(fhir_validation._json_text({**OBSERVATION, "effectiveDateTime": "2024-02-29"}))
+
+
+def test_a_nan_where_an_array_may_hold_null_is_refused_from_a_parsed_body():
+    """orjson writes NaN as null, which a primitive array may hold: a parsed body's text with null in it is read
+    back, and the dict decides (from_json skips that only for a text without null)."""
+    patient = json.loads('{"resourceType": "Patient", "name": [{"given": ["a", NaN], "_given": [null, {"id": "g"}]}]}')
+    issues = [(i.path, i.message, i.code) for i in resource_issues(patient, "R", from_json=True)]
+    assert issues == _from_the_dict(patient) and issues
