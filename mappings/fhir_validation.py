@@ -92,9 +92,10 @@ def stored_type(resource_type: str) -> bool:
     return True
 
 
-def resource_issues(resource: object, path: str = "$", from_json: bool = False) -> list[Issue]:
+def resource_issues(resource: object, path: str = "$", from_json: bool = False, text: bytes | None = None) -> list[Issue]:
     """Every structural problem of one resource, with JSON paths under `path`; empty when valid. from_json: the
-    resource is what a JSON parser made (json.loads of a request body), so it holds JSON's types only."""
+    resource is what a JSON parser made (json.loads of a request body), so it holds JSON's types only. text: its
+    json_text(resource, from_json), when the caller has it already."""
     if not isinstance(resource, dict):
         return [Issue(path, "a resource must be a JSON object", "structure")]
     resource_type = resource.get("resourceType")
@@ -103,7 +104,8 @@ def resource_issues(resource: object, path: str = "$", from_json: bool = False) 
     if not stored_type(resource_type):
         return [Issue(f"{path}.resourceType", f"'{resource_type}' is not an R4 resource type" if resource_type not in R4_TYPES
                       else f"'{resource_type}' is an R4 resource type this server does not read (R4B dropped it)", "code-invalid")]
-    text = _json_text(resource, from_json)
+    if text is None:
+        text = _json_text(resource, from_json)
     try:
         found = _fhirkit_issues(resource, text)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # NaN/infinity, values JSON cannot carry
@@ -142,6 +144,11 @@ def _translate(found: list[Any], resource_type: str, path: str) -> list[Issue]:
         below = issue.path[len(resource_type):] if issue.path.startswith(resource_type) else f".{issue.path}"
         issues.append(Issue(path + below, issue.message, "structure"))
     return issues
+
+
+def json_text(resource: dict, from_json: bool = False) -> bytes | None:
+    """The resource's JSON text, as fhirkit reads it (None when no text says exactly what the dict says)."""
+    return _json_text(resource, from_json)
 
 
 def _json_text(resource: dict, from_json: bool = False) -> bytes | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from mappings.errors import InputError, Issue
-from mappings.fhir_validation import resource_issues
+from mappings.fhir_validation import json_text, resource_issues
 from mappings.references import identifier_token
 from store.references import Reference, iter_references
 
@@ -84,7 +84,12 @@ def _plan_entry(index: int, entry: object, btype: str, from_json: bool = False) 
         planned.issues.append(Issue(f"{path}.request.method", f"method {method!r} is not supported here (POST, PUT, DELETE, GET)", "not-supported"))
         return planned
     refs: list[Reference] = []
-    planned.issues += _scan(resource, f"{path}.resource", refs) or resource_issues(resource, f"{path}.resource", from_json)
+    text = json_text(resource, True) if from_json and isinstance(resource, dict) else None
+    if text is not None and isinstance(resource, dict) and _top_level_references(resource, text, f"{path}.resource", refs):
+        walked: list[Issue] = []
+    else:
+        walked = _scan(resource, f"{path}.resource", refs)
+    planned.issues += walked or resource_issues(resource, f"{path}.resource", from_json, text)
     planned.refs = refs
     if planned.issues or not isinstance(resource, dict):  # a resource that is no object has an issue already
         return planned
@@ -134,6 +139,25 @@ def _scan(resource: object, path: str, refs: list[Reference]) -> list[Issue]:
     elif isinstance(resource, list):
         walk_array(resource, ())
     return issues
+
+
+def _top_level_references(resource: dict, text: bytes, path: str, refs: list[Reference]) -> bool:
+    """_scan's answer without its walk, when the resource's JSON text shows it: no null anywhere (the text has none),
+    and every `"reference":` of the text is a string in an object at the resource's top level (subject, encounter:
+    where nearly every reference of a record sits). Puts those in refs and says True; False (refs untouched) when
+    the text holds other ones, which only the walk finds. A string value cannot hold `"reference":` (its quotes are
+    escaped), so the count is exact. ~4 us less per resource of a Synthea-shaped transaction (bench/ingest.py)."""
+    if b"null" in text:
+        return False
+    wanted = text.count(b'"reference":')
+    found = []
+    for key, value in resource.items():
+        if type(value) is dict and type(ref := value.get("reference")) is str:
+            found.append(Reference(f"{path}.{key}.reference", ref, (key,)))
+    if len(found) != wanted:
+        return False
+    refs += found
+    return True
 
 
 def _keys(trail: tuple) -> tuple[str | int, ...]:

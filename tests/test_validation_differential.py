@@ -31,6 +31,7 @@ from bench import ingest as bench_ingest
 from mappings.case_bundle import case_to_bundle
 from mappings import fhir_validation
 from mappings.fhir_validation import model_class, resource_issues
+from store import bundle_plan
 from treatment_lines.engine import summarise
 from treatment_lines.fhir_output import lines_to_fhir
 
@@ -506,3 +507,29 @@ def test_a_nan_where_an_array_may_hold_null_is_refused_from_a_parsed_body():
     patient = json.loads('{"resourceType": "Patient", "name": [{"given": ["a", NaN], "_given": [null, {"id": "g"}]}]}')
     issues = [(i.path, i.message, i.code) for i in resource_issues(patient, "R", from_json=True)]
     assert issues == _from_the_dict(patient) and issues
+
+
+def test_a_parsed_bodys_references_and_nulls_found_from_its_text_are_the_walks():
+    """store.bundle_plan reads a parsed body's references from its JSON text when every one sits at the top level,
+    and its nulls from the text's lack of them, instead of walking it: the same issues and references as the walk,
+    on every corpus resource and mutation; both ways are taken."""
+    differ, shortcut, walked = [], 0, 0
+    for label, resource in _corpus_and_mutations():
+        try:
+            parsed = json.loads(json.dumps(resource))
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(parsed, dict) or parsed.get("resourceType") in (None, "Bundle"):
+            continue
+        entry = {"fullUrl": "urn:uuid:6e1f1c3a-8b0e-4e55-9b7a-1c2d3e4f5a6b", "resource": parsed,
+                 "request": {"method": "POST", "url": str(parsed["resourceType"])}}
+        fast, slow = bundle_plan._plan_entry(0, entry, "transaction", True), bundle_plan._plan_entry(0, entry, "transaction", False)
+        if ([(i.path, i.message, i.code) for i in fast.issues], fast.refs) != ([(i.path, i.message, i.code) for i in slow.issues], slow.refs):
+            differ.append(label)
+        text = fhir_validation.json_text(parsed, True)
+        if text is not None and bundle_plan._top_level_references(parsed, text, "p", []):
+            shortcut += 1
+        else:
+            walked += 1
+    assert differ == [], differ[:20]
+    assert shortcut > 1_000 and walked > 1_000, (shortcut, walked)
