@@ -90,7 +90,7 @@ WriteAudit = Callable[[list[EntryOutcome]], dict | None]
 def apply_entries(engine: Engine, planned: list[PlannedEntry], known_urls: dict[str, str] | None = None,
                   policy: str = STRICT, audit: WriteAudit | None = None) -> list[EntryOutcome]:
     """Apply entries as one all-or-nothing unit; raises TransactionFailed (nothing written) or InputError.
-    audit: the write's AuditEvent is appended in the same transaction (see _audited)."""
+    audit: the write's AuditEvent is appended in the same transaction, with its last rows (Transaction.run)."""
     if not planned:
         return []
     if audit is not None:
@@ -211,7 +211,7 @@ class Transaction:
         # statement in their pipeline on PostgreSQL instead of two round trips after it).
         self.event = self.audit(ordered) if self.audit is not None else None
         self._flush()
-        if self.event is not None:   # nothing was left to flush (a transaction of GET entries)
+        if self.event is not None:   # nothing was left to flush (GET entries only, or writes that changed nothing)
             audit_log.record_in(self.conn, self.event)
         return ordered
 

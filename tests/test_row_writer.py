@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
-from store import row_writer
+from store import db, row_writer
 from store.schema import patient_state, resources
 
 COLUMNS = ("pk", "res_type", "res_id", "version", "deleted", "last_updated", "patient_id", "body")
@@ -92,3 +92,39 @@ def test_the_patient_state_bump_in_a_pipeline_counts_once_per_write(db_engine):
     write("Two")
     with db_engine.connect() as conn:
         assert conn.execute(select(patient_state.c.version).where(patient_state.c.patient_id == "p1")).scalar_one() == 2
+
+
+def _kill_pooled_connection(engine) -> None:
+    """A connection just used (and so not pinged at its next checkout, store.db._ping_when_idle) killed by the
+    server, as a restart between two requests would: pg_terminate_backend from another session."""
+    with engine.connect() as conn:
+        backend = conn.connection.driver_connection.info.backend_pid
+    admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend}).scalar_one()
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("through", ["statement", "copy", "pipeline"])
+def test_a_write_on_a_pooled_connection_killed_since_its_last_use_runs_again_on_a_fresh_one(db_engine, through):
+    """No COMMIT was sent on the dead connection, so nothing was applied: store.db.write runs the write once more,
+    whether SQLAlchemy saw the connection die (a statement) or the driver did (COPY, the pipeline)."""
+    if db_engine.dialect.name != "postgresql":
+        pytest.skip("an embedded SQLite connection has no server to lose")
+    _kill_pooled_connection(db_engine)
+
+    def work(conn) -> None:
+        rows = _rows(1, "again")
+        if through == "statement":
+            conn.execute(insert(resources), [dict(zip(COLUMNS, row)) for row in rows])
+        elif through == "copy":
+            row_writer.insert_tuples(conn, resources, COLUMNS, rows)  # outside a pipeline: COPY
+        else:
+            with row_writer.pipelined(conn):
+                row_writer.insert_tuples(conn, resources, COLUMNS, rows)
+
+    db.write(db_engine, work)
+    with db_engine.connect() as conn:
+        assert [r[2] for r in _stored(conn, "again")] == [f"again-{k}" for k in range(len(BODIES))]

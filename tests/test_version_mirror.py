@@ -232,7 +232,11 @@ def test_reads_through_one_gateway_never_miss_a_write_acknowledged_by_another(re
         threads += [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=watcher)]
         for thread in threads:
             thread.start()
-        time.sleep(8)
+        # At least 8 s, and on a loaded machine (slower reads fill the mirror less often) up to 40 s, until the
+        # mirror has served long enough for the run to prove something.
+        started = time.monotonic()
+        while time.monotonic() - started < 40 and (time.monotonic() - started < 8 or mirror_seen[0] < 20):
+            time.sleep(0.1)
         stop.set()
         for thread in threads:
             thread.join()
