@@ -96,7 +96,9 @@ def test_the_patient_state_bump_in_a_pipeline_counts_once_per_write(db_engine):
 
 def _kill_pooled_connection(engine) -> None:
     """A connection just used (and so not pinged at its next checkout, store.db._ping_when_idle) killed by the
-    server, as a restart between two requests would: pg_terminate_backend from another session."""
+    server, as a restart between two requests would: pg_terminate_backend from another session. The pool is
+    emptied first, so that the killed connection is the only one pooled: the next checkout gets it."""
+    engine.dispose()
     with engine.connect() as conn:
         backend = conn.connection.driver_connection.info.backend_pid
     admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
