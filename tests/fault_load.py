@@ -62,7 +62,9 @@ class WriteLoad:
         while True:
             try:
                 response = s.post(f"{self.base}/Bundle", data=json.dumps(observation_bundle(self.pid, n)), timeout=30)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # Lost before an answer, or in the middle of one (a process killed between the headers and the
+                # body): the write may or may not be applied, so it is sent again, as a client would.
                 self._note(Answer(time.monotonic(), "connection-error"))
                 time.sleep(0.1)
                 continue
