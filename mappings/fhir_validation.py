@@ -4,7 +4,7 @@ Every write (transaction, batch, single REST write, bulk import chunk, case mapp
 whether one resource is valid R4 JSON. The decision and its issues come from fhirkit-rs (R4 4.0.1, our wire
 standard, in Rust; 3.5-5x faster per resource than fhir.resources here, bench/README.md section 3), and
 fhir.resources stays for the models (`model_class`: `_elements`, searchsets, benchmarks' baseline).
-fhirkit reads each resource as its orjson text when that text says exactly what the dict says (`_json_text`): in
+fhirkit reads each resource as its orjson text when that text says exactly what the dict says (`json_text`): in
 half the time it takes to read the dict; a rejection is read again from the dict, for Python's spelling of numbers
 in its messages. The differential test proves both readings give the same issues on every resource it checks.
 
@@ -105,7 +105,7 @@ def resource_issues(resource: object, path: str = "$", from_json: bool = False, 
         return [Issue(f"{path}.resourceType", f"'{resource_type}' is not an R4 resource type" if resource_type not in R4_TYPES
                       else f"'{resource_type}' is an R4 resource type this server does not read (R4B dropped it)", "code-invalid")]
     if text is None:
-        text = _json_text(resource, from_json)
+        text = json_text(resource, from_json)
     try:
         found = _fhirkit_issues(resource, text)
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # NaN/infinity, values JSON cannot carry
@@ -147,11 +147,6 @@ def _translate(found: list[Any], resource_type: str, path: str) -> list[Issue]:
 
 
 def json_text(resource: dict, from_json: bool = False) -> bytes | None:
-    """The resource's JSON text, as fhirkit reads it (None when no text says exactly what the dict says)."""
-    return _json_text(resource, from_json)
-
-
-def _json_text(resource: dict, from_json: bool = False) -> bytes | None:
     """The resource as JSON text when the text says exactly what the dict says, else None: orjson refuses lone
     surrogates, integers beyond 64 bits, types JSON lacks and subclasses (the options), and writes NaN and
     infinity as null, a UUID or an Enum as a string; reading the text back equal to the dict rules those out.

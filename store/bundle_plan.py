@@ -85,10 +85,8 @@ def _plan_entry(index: int, entry: object, btype: str, from_json: bool = False) 
         return planned
     refs: list[Reference] = []
     text = json_text(resource, True) if from_json and isinstance(resource, dict) else None
-    if text is not None and isinstance(resource, dict) and _top_level_references(resource, text, f"{path}.resource", refs):
-        walked: list[Issue] = []
-    else:
-        walked = _scan(resource, f"{path}.resource", refs)
+    read_from_text = isinstance(resource, dict) and text is not None and _top_level_references(resource, text, f"{path}.resource", refs)
+    walked = [] if read_from_text else _scan(resource, f"{path}.resource", refs)
     planned.issues += walked or resource_issues(resource, f"{path}.resource", from_json, text)
     planned.refs = refs
     if planned.issues or not isinstance(resource, dict):  # a resource that is no object has an issue already

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from operator import itemgetter
 
-from sqlalchemy import BigInteger, Boolean, Connection, Insert, Integer, String, Table, insert, text
+from sqlalchemy import BigInteger, Boolean, Connection, Engine, Insert, Integer, String, Table, insert, text
 from sqlalchemy.exc import DBAPIError
 
 _INSERTS: dict[str, Insert] = {}
@@ -180,8 +180,9 @@ def _joined_params(rows: list[tuple], joined: tuple[bool, ...]) -> list | None:
     return params
 
 
-# Per database URL and table: pks this process drew from the table's sequence and has not used yet.
-_spare_pks: dict[tuple[str, str], list[int]] = {}
+# Per engine (one per database URL and process, store.db.engine_for) and table: pks this process drew from the
+# table's sequence and has not used yet.
+_spare_pks: dict[tuple[Engine, str], list[int]] = {}
 _spare_lock = threading.Lock()
 PK_BLOCK = 1024
 
@@ -193,7 +194,7 @@ def next_pks(conn: Connection, table: Table, count: int) -> list[int]:
     bench/ingest.py); now it is one in ~8 such writes. A value is used once (a rolled-back write's pks are gaps,
     as with any sequence); pks of concurrent writers interleave in blocks, not one by one, which no order relies
     on (keyset paging needs unique, immutable pks, not ones in commit order, which a sequence never gave)."""
-    key = (conn.engine.url.render_as_string(hide_password=True), table.name)
+    key = (conn.engine, table.name)
     with _spare_lock:
         spare = _spare_pks.setdefault(key, [])
         if len(spare) < count:

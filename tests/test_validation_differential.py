@@ -398,12 +398,12 @@ def test_values_fhirkit_cannot_take_are_decided_by_fhir_resources():
 # -- reading the JSON text instead of the dict ----------------------------------------------------------------------
 def _from_the_dict(resource: object) -> list[tuple[str, str, str]]:
     """resource_issues as it was before it handed fhirkit the JSON text: the dict, and the walk alone for the gaps."""
-    text_of = fhir_validation._json_text
-    fhir_validation._json_text = lambda _resource, _from_json=False: None
+    text_of = fhir_validation.json_text
+    fhir_validation.json_text = lambda _resource, _from_json=False: None
     try:
         return [(i.path, i.message, i.code) for i in resource_issues(resource, "R")]
     finally:
-        fhir_validation._json_text = text_of
+        fhir_validation.json_text = text_of
 
 
 def _corpus_and_mutations() -> Iterator[tuple[str, dict]]:
@@ -422,7 +422,7 @@ def test_reading_the_json_text_changes_no_issue_on_any_corpus_resource_or_mutati
     differ, text_said_no_wrongly, parsed_differ = [], [], []
     read_as_text = walk_said_yes = text_said_no = read_as_parsed = 0
     for label, resource in _corpus_and_mutations():
-        text = fhir_validation._json_text(resource)
+        text = fhir_validation.json_text(resource)
         if text is None:
             continue
         read_as_text += 1
@@ -475,7 +475,7 @@ def test_a_resource_nested_deeper_than_orjson_writes_has_no_json_text():
     deep: dict = {"url": "http://example.org/deep", "valueInteger": "x"}
     for _ in range(130):  # 2 levels each: beyond orjson's 255
         deep = {"url": "http://example.org/deep", "extension": [deep]}
-    assert fhir_validation._json_text({**OBSERVATION, "extension": [deep]}) is None
+    assert fhir_validation.json_text({**OBSERVATION, "extension": [deep]}) is None
 
 
 def test_text_fhirkit_cannot_read_is_read_from_the_dict(monkeypatch):
@@ -496,9 +496,9 @@ def test_the_text_test_says_yes_to_what_the_gap_walk_must_look_at():
     for resource in ({**OBSERVATION, "effectiveDateTime": "2021-02-29T10:00:00Z"}, {**OBSERVATION, "effectiveDateTime": "0000"},
                      {**OBSERVATION, "_status": {"id": "s"}}, {**OBSERVATION, "contained": [{"resourceType": "Patient"}]},
                      {**OBSERVATION, "note": [{"text": "2021-02-29\n"}]}):
-        text = fhir_validation._json_text(resource)
+        text = fhir_validation.json_text(resource)
         assert text is not None and fhir_validation._text_may_have_gaps(text), resource
-    assert not fhir_validation._text_may_have_gaps(fhir_validation._json_text({**OBSERVATION, "effectiveDateTime": "2024-02-29"}))
+    assert not fhir_validation._text_may_have_gaps(fhir_validation.json_text({**OBSERVATION, "effectiveDateTime": "2024-02-29"}))
 
 
 def test_a_nan_where_an_array_may_hold_null_is_refused_from_a_parsed_body():
